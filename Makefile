@@ -1,0 +1,38 @@
+# The two commands of the course: `make book` builds the executed book, `make test` runs every check.
+# Each target creates .venv with the pinned tools the first time it runs.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: book test lint unit notebooks book-check clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[book,test]"
+	touch $@
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . --all
+	@echo "The book is in _build/html/index.html"
+
+test: lint unit notebooks book-check
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest
+
+notebooks: $(STAMP)
+	$(BIN)/python -m pytest --nbval-lax -o addopts="-p no:cacheprovider" notebooks/
+
+book-check: $(STAMP)
+	rm -rf _build
+	$(BIN)/jupyter-book build . --all -W -n --keep-going
+
+clean:
+	rm -rf _build $(VENV) .pytest_cache .ruff_cache *.egg-info
+	find . -name __pycache__ -prune -exec rm -rf {} +

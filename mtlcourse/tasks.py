@@ -1,0 +1,155 @@
+"""Task descriptions: the single source from which heads, losses and metrics are built.
+
+A :class:`Task` says what a model must predict for one target of a dataset. The model's head
+(:func:`mtlcourse.models.heads.make_head`), the loss (:meth:`Task.loss`) and the metrics
+(:class:`mtlcourse.metrics.TaskMeter`) are all derived from it, so they cannot disagree.
+
+Output and target conventions, with ``B`` the batch size:
+
+================  ==========================  ===============================  ================
+kind              model output                target                           a missing label
+================  ==========================  ===============================  ================
+``multiclass``    logits ``[B, C]``           class index ``[B]`` (long)       ``-1``
+``binary``        logit ``[B]``               ``0.`` or ``1.`` ``[B]`` (float)   ``nan``
+``multilabel``    logits ``[B, K]``           ``0.`` / ``1.`` ``[B, K]`` (float) ``nan``
+``segmentation``  logits ``[B, C, H, W]``     class index ``[B, H, W]`` (long) ``-1``
+``regression``    values ``[B, D]``           values ``[B, D]`` (float)        ``nan``
+================  ==========================  ===============================  ================
+
+A missing label (partial labels, chapter 10) is simply left out of the loss and the metrics.
+
+Used in chapter 00 and everywhere after.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+KINDS = ("multiclass", "binary", "multilabel", "segmentation", "regression")
+
+#: The metrics each kind reports; the first one is the task's primary metric.
+METRICS = {
+    "multiclass": ("accuracy", "macro_f1", "micro_f1"),
+    "binary": ("accuracy", "f1", "precision", "recall"),
+    "multilabel": ("micro_f1", "macro_f1", "accuracy"),
+    "segmentation": ("miou", "pixel_accuracy"),
+    "regression": ("mae", "rmse"),
+}
+
+#: Metrics where a lower value is better; every other metric is better when higher.
+LOWER_IS_BETTER = frozenset({"mae", "rmse", "loss"})
+
+
+@dataclass(frozen=True)
+class Task:
+    """One prediction target of a multi-task dataset.
+
+    Args:
+        name: the key of this task in a dataset's targets and a model's outputs.
+        kind: one of ``multiclass``, ``binary``, ``multilabel``, ``segmentation``, ``regression``.
+        num_outputs: classes (multiclass, segmentation), labels (multilabel), values (regression);
+            1 for binary.
+        class_names: optional names of the classes or labels, for plots and confusion matrices.
+        description: one sentence for tables and plots.
+
+    Example:
+        >>> task = Task("shape", "multiclass", 4)
+        >>> task.primary_metric, task.higher_is_better
+        ('accuracy', True)
+        >>> task.loss(torch.zeros(2, 4), torch.tensor([0, -1]))  # the second label is missing
+        tensor(1.3863)
+
+    Used in chapter 00.
+    """
+
+    name: str
+    kind: str
+    num_outputs: int
+    class_names: tuple[str, ...] | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"Task {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.num_outputs < 1:
+            raise ValueError(f"Task {self.name!r}: num_outputs must be at least 1, got {self.num_outputs}")
+        if self.kind == "binary" and self.num_outputs != 1:
+            raise ValueError(f"Task {self.name!r}: a binary task has num_outputs=1, got {self.num_outputs}")
+        if self.kind in ("multiclass", "segmentation") and self.num_outputs < 2:
+            raise ValueError(f"Task {self.name!r}: a {self.kind} task needs at least 2 classes")
+        if self.class_names is not None and len(self.class_names) != self.num_outputs:
+            raise ValueError(
+                f"Task {self.name!r}: {len(self.class_names)} class_names for {self.num_outputs} outputs"
+            )
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Names of the metrics reported for this task, the primary one first."""
+        return METRICS[self.kind]
+
+    @property
+    def primary_metric(self) -> str:
+        """The metric used to compare models on this task."""
+        return METRICS[self.kind][0]
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Whether a larger primary metric is better."""
+        return self.primary_metric not in LOWER_IS_BETTER
+
+    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+        """Mean loss over the labelled entries of a batch; missing labels are skipped.
+
+        Cross-entropy for multiclass and segmentation, binary cross-entropy with logits for binary and
+        multilabel, mean squared error for regression. A batch with no label at all gives a loss of 0
+        that still depends on ``output``, so every parameter gets a (zero) gradient.
+        """
+        if self.kind in ("multiclass", "segmentation"):
+            if (target == -1).all():
+                return output.sum() * 0.0
+            return F.cross_entropy(output, target, ignore_index=-1)
+        if self.kind == "binary" and output.dim() == 2:
+            output = output.squeeze(1)  # [B, 1] -> [B]
+        labelled = ~torch.isnan(target)
+        if not labelled.any():
+            return output.sum() * 0.0
+        if self.kind == "regression":
+            return F.mse_loss(output[labelled], target[labelled])
+        return F.binary_cross_entropy_with_logits(output[labelled], target[labelled])
+
+
+def as_task_dict(tasks: dict[str, Task] | list[Task] | tuple[Task, ...] | Task) -> dict[str, Task]:
+    """Normalise one task, a list of tasks or a dict of tasks to a dict keyed by task name."""
+    if isinstance(tasks, Task):
+        tasks = [tasks]
+    items = list(tasks.values()) if isinstance(tasks, dict) else list(tasks)
+    if not items:
+        raise ValueError("at least one task is needed, got none")
+    if not all(isinstance(t, Task) for t in items):
+        raise ValueError(f"tasks must be Task objects, got {[type(t).__name__ for t in items]}")
+    names = [t.name for t in items]
+    if len(set(names)) != len(names):
+        raise ValueError(f"task names must be unique, got {names}")
+    return {t.name: t for t in items}
+
+
+def select_tasks(available: dict[str, Task], names: list[str] | tuple[str, ...] | None) -> dict[str, Task]:
+    """Pick tasks by name, in the order given, with an error that lists the valid names.
+
+    Example:
+        >>> tasks = {"shape": Task("shape", "multiclass", 4), "size": Task("size", "regression", 1)}
+        >>> list(select_tasks(tasks, ["size"]))
+        ['size']
+    """
+    if names is None:
+        return dict(available)
+    if isinstance(names, str):
+        names = [names]
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown}; valid task names are {sorted(available)}")
+    return {n: available[n] for n in names}

@@ -1,0 +1,55 @@
+"""Tasks: validation, losses with missing labels, selection errors."""
+
+import math
+
+import pytest
+import torch
+
+from mtlcourse.tasks import Task, as_task_dict, select_tasks
+
+
+def test_invalid_tasks_raise_clear_errors():
+    with pytest.raises(ValueError, match="kind must be one of"):
+        Task("a", "ranking", 2)
+    with pytest.raises(ValueError, match="binary task has num_outputs=1"):
+        Task("a", "binary", 2)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        Task("a", "multiclass", 1)
+    with pytest.raises(ValueError, match="class_names"):
+        Task("a", "multiclass", 3, class_names=("x", "y"))
+    with pytest.raises(ValueError, match="unique"):
+        as_task_dict([Task("a", "binary", 1), Task("a", "binary", 1)])
+
+
+def test_select_tasks_lists_the_valid_names():
+    tasks = {"shape": Task("shape", "multiclass", 4), "size": Task("size", "regression", 1)}
+    with pytest.raises(
+        ValueError, match=r"unknown task\(s\) \['colour'\]; valid task names are \['shape', 'size'\]"
+    ):
+        select_tasks(tasks, ["colour"])
+
+
+def test_missing_labels_are_left_out_of_every_loss():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 5.0]])
+    full = Task("c", "multiclass", 2).loss(logits[:1], torch.tensor([0]))
+    assert torch.isclose(Task("c", "multiclass", 2).loss(logits, torch.tensor([0, -1])), full)
+    reg = Task("r", "regression", 1)
+    assert reg.loss(torch.tensor([[1.0], [3.0]]), torch.tensor([[2.0], [math.nan]])).item() == pytest.approx(
+        1.0
+    )
+    binary = Task("b", "binary", 1)
+    expected = math.log(1 + math.exp(-2.0))
+    got = binary.loss(torch.tensor([2.0, -9.0]), torch.tensor([1.0, math.nan])).item()
+    assert got == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_batch_without_labels_gives_a_zero_loss_with_a_gradient():
+    out = torch.randn(3, 4, requires_grad=True)
+    loss = Task("c", "multiclass", 4).loss(out, torch.full((3,), -1))
+    loss.backward()
+    assert loss.item() == 0.0 and out.grad is not None
+
+
+def test_primary_metric_direction():
+    assert Task("r", "regression", 1).higher_is_better is False
+    assert Task("s", "segmentation", 3).primary_metric == "miou"
