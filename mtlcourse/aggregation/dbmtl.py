@@ -1,0 +1,107 @@
+"""DB-MTL: balance the loss scales with logarithms and the gradient scales with the largest norm."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from mtlcourse.aggregation.base import Aggregator, check_jacobian
+from mtlcourse.aggregation.helpers import check_losses_given, check_range
+
+
+class DBMTL(Aggregator):
+    r"""Dual-balancing multi-task learning.
+
+    Loss-scale balancing: use the gradients of :math:`\log L_t` instead of :math:`L_t`. Gradient-magnitude
+    balancing: keep an exponential moving average of those gradients and rescale every task's average to
+    the largest norm among them. At call ``k``:
+
+    .. math::
+        \tilde g_t = \frac{g_t}{L_t + \epsilon} = \nabla \log(L_t + \epsilon), \qquad
+        \bar g_t \leftarrow \beta_k \bar g_t + (1 - \beta_k) \tilde g_t,\ \ \beta_k = \beta / k^{\sigma}
+
+    .. math:: d = \sum_{t=1}^{T} \frac{\max_s \lVert \bar g_s \rVert}{\lVert \bar g_t \rVert}\, \bar g_t
+
+    Lin, Jiang, Ye, Zhang, Chen, Chen, Liu and Kwok, "Dual-Balancing for Multi-Task Learning", arXiv
+    2308.12029, 2023 (DB-MTL). The averages start at zero (no bias correction), and ``beta = 0.9``, ``beta_sigma = 0`` and
+    ``eps = 1e-8`` are the defaults of the authors' LibMTL implementation.
+
+    It is stateful: the averages persist across calls (their shape, ``[T, P]``, must not change; at the
+    representation level ``P`` depends on the batch size) and :meth:`reset` clears them. Every task's term
+    of ``d`` has the same norm, so no task dominates by its scale; it does not promise ``J d >= 0``.
+
+    Args:
+        beta: weight of the past in the moving average, in ``[0, 1)`` (default 0.9).
+        beta_sigma: decay exponent :math:`\sigma \ge 0` of that weight over calls (default 0.0).
+        eps: added to every loss before the logarithm, ``eps >= 0`` (default 1e-8).
+        level: ``"parameters"`` (default) or ``"representation"``.
+
+    Raises:
+        ValueError: when ``losses`` is missing, of the wrong shape, or negative.
+
+    Shape:
+        jacobian: ``[T, P]``, losses: ``[T]``; returns ``[P]``. ``last_weights`` is ``[T]``, the factor
+        :math:`\max_s \lVert \bar g_s \rVert / \lVert \bar g_t \rVert` of each average.
+
+    Example:
+        >>> db = DBMTL()
+        >>> db(torch.tensor([[1.0, 0.0], [0.0, 4.0]]), losses=torch.tensor([1.0, 2.0]))
+        tensor([0.2000, 0.2000])
+        >>> db.last_weights
+        tensor([2., 1.])
+
+    Used in chapter 07.
+    """
+
+    #: Whether the direction never conflicts with a task gradient (``J d >= 0``) whatever ``J`` is.
+    non_conflicting = False
+
+    def __init__(
+        self, beta: float = 0.9, beta_sigma: float = 0.0, eps: float = 1e-8, level: str = "parameters"
+    ) -> None:
+        super().__init__(level=level)
+        check_range("beta", beta, 0.0, 1.0, high_open=True)
+        check_range("beta_sigma", beta_sigma, 0.0, float("inf"), high_open=True)
+        check_range("eps", eps, 0.0, float("inf"), high_open=True)
+        self.beta = beta
+        self.beta_sigma = beta_sigma
+        self.eps = eps
+        self.reset()
+
+    def forward(self, jacobian: Tensor, losses: Tensor | None = None) -> Tensor:
+        check_jacobian(jacobian)
+        L = check_losses_given(self, losses, jacobian.shape[0]).to(jacobian)  # [T]
+        if (L < 0).any() or not torch.isfinite(L).all():
+            raise ValueError(
+                f"DBMTL takes the logarithm of the losses, which must be finite and >= 0; got {L}"
+            )
+        log_grads = jacobian / (L + self.eps)[:, None]  # [T, P] gradients of log(L_t + eps)
+        buffer = self._buffer_for(jacobian)  # [T, P]
+        self._step += 1
+        beta_k = self.beta / self._step**self.beta_sigma
+        self.buffer = beta_k * buffer + (1 - beta_k) * log_grads  # [T, P]
+        norms = self.buffer.norm(dim=1)  # [T]
+        scale = torch.where(
+            norms > 0, norms.max() / norms.clamp_min(torch.finfo(norms.dtype).tiny), 0.0
+        )  # [T]
+        self.last_weights = scale.detach()
+        return scale @ self.buffer  # [P]
+
+    def _buffer_for(self, jacobian: Tensor) -> Tensor:
+        """The moving average ``[T, P]``, zero on the first call, on the device and dtype of ``jacobian``."""
+        if self.buffer is None:
+            return torch.zeros_like(jacobian)  # [T, P]
+        if self.buffer.shape != jacobian.shape:
+            raise ValueError(
+                f"DBMTL holds averages of shape {tuple(self.buffer.shape)} but got a Jacobian of shape "
+                f"{tuple(jacobian.shape)}; call reset() before changing the tasks or the parameters"
+            )
+        return self.buffer.to(jacobian)  # [T, P]
+
+    def reset(self) -> None:
+        super().reset()
+        self.buffer: Tensor | None = None
+        self._step = 0
+
+    def hyperparameters(self) -> dict[str, object]:
+        return {"beta": self.beta, "beta_sigma": self.beta_sigma, "eps": self.eps}
