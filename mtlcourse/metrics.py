@@ -1,0 +1,530 @@
+r"""Metrics for every kind of task, a streaming :class:`TaskMeter`, and the multi-task summary :func:`delta_m`.
+
+Everything here is plain PyTorch: it runs on the device of its inputs and never copies to the CPU except
+where a number must be returned. Missing labels follow the conventions of :mod:`mtlcourse.tasks` (``-1``
+for class indices, ``nan`` for float targets) and are left out of every count.
+
+The classification metrics all come from a confusion matrix :math:`N` with rows for the true class and
+columns for the predicted class. For class :math:`c`,
+
+.. math::
+
+    \mathrm{TP}_c = N_{cc}, \qquad
+    \mathrm{FP}_c = \sum_{r \ne c} N_{rc}, \qquad
+    \mathrm{FN}_c = \sum_{k \ne c} N_{ck},
+
+.. math::
+
+    P_c = \frac{\mathrm{TP}_c}{\mathrm{TP}_c + \mathrm{FP}_c}, \qquad
+    R_c = \frac{\mathrm{TP}_c}{\mathrm{TP}_c + \mathrm{FN}_c}, \qquad
+    F_{1,c} = \frac{2 P_c R_c}{P_c + R_c} = \frac{2\,\mathrm{TP}_c}{2\,\mathrm{TP}_c + \mathrm{FP}_c + \mathrm{FN}_c},
+    \qquad
+    \mathrm{IoU}_c = \frac{\mathrm{TP}_c}{\mathrm{TP}_c + \mathrm{FP}_c + \mathrm{FN}_c}.
+
+A *macro* average is the plain mean of the per-class values (every class counts the same, however rare);
+a *micro* average sums :math:`\mathrm{TP}, \mathrm{FP}, \mathrm{FN}` over the classes first (every
+example counts the same). For single-label multi-class data micro precision, recall and F1 all equal the
+accuracy.
+
+Undefined values, stated once: a precision whose class was never predicted, or a recall whose class never
+occurs, is 0 (scikit-learn's default); a class that occurs neither in the targets nor in the predictions has
+no value at all (``nan``) and is left out of macro averages, as scikit-learn does for multi-class data when
+``labels`` is not given. A metric with no labelled entry at all is ``nan``.
+
+Used in chapter 01 (accuracy, confusion, precision, recall, F1), 03 (IoU, MAE) and 12 (:func:`delta_m`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+from mtlcourse.tasks import LOWER_IS_BETTER, METRICS, Task
+
+AVERAGES = ("macro", "micro", None)
+
+#: Every metric name that :func:`delta_m` can orient by itself.
+KNOWN_METRICS = frozenset(name for names in METRICS.values() for name in names) | LOWER_IS_BETTER
+
+
+def _float_dtype(device: torch.device) -> torch.dtype:
+    """The dtype for ratios of counts: float64 keeps large counts exact; Apple MPS has no float64."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def labelled_mask(target: Tensor) -> Tensor:
+    """``True`` where ``target`` holds a label: not ``-1`` for integer targets, not ``nan`` for floats.
+
+    Example:
+        >>> labelled_mask(torch.tensor([2, -1, 0]))
+        tensor([ True, False,  True])
+        >>> labelled_mask(torch.tensor([1.0, float("nan")]))
+        tensor([ True, False])
+    """
+    if target.is_floating_point():
+        return ~torch.isnan(target)  # same shape as target
+    return target != -1  # same shape as target
+
+
+def _as_predictions(pred: Tensor, target: Tensor) -> Tensor:
+    """Class indices from ``pred``: logits ``[B, C, ...]`` are reduced by ``argmax`` over dim 1.
+
+    ``pred`` with the shape of ``target`` is taken to hold class indices already.
+    """
+    if pred.dim() == target.dim() + 1:
+        pred = pred.argmax(dim=1)  # [B, C, ...] -> [B, ...]
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"predictions of shape {tuple(pred.shape)} do not match targets of shape {tuple(target.shape)}"
+        )
+    return pred
+
+
+def accuracy(pred: Tensor, target: Tensor) -> Tensor:
+    r"""Fraction of labelled entries predicted exactly right.
+
+    .. math:: \mathrm{accuracy} = \frac{1}{|L|} \sum_{i \in L} [\hat y_i = y_i],
+        \quad L = \text{the labelled entries}
+
+    Args:
+        pred: class indices with the shape of ``target``, or logits ``[B, C, ...]`` (argmax over dim 1).
+        target: labels ``[B, ...]``; ``-1`` (integers) or ``nan`` (floats) marks a missing label.
+
+    Returns:
+        A 0-dim tensor on the device of the inputs; ``nan`` when nothing is labelled.
+
+    Example:
+        >>> round(float(accuracy(torch.tensor([0, 2, 1, 1]), torch.tensor([0, 1, 1, -1]))), 4)
+        0.6667
+
+    Used in chapter 01.
+    """
+    pred = _as_predictions(pred, target)
+    labelled = labelled_mask(target)  # same shape as target
+    correct = (pred == target) & labelled  # same shape as target
+    dtype = _float_dtype(target.device)
+    return correct.sum().to(dtype) / labelled.sum().to(dtype)  # 0/0 gives nan on purpose
+
+
+def count_confusion(pred: Tensor, target: Tensor, num_classes: int) -> Tensor:
+    """Confusion counts ``[C, C]`` without validation and without a device sync.
+
+    Unlabelled entries (target ``-1``) add a weight of 0 at index 0 instead of being removed, because
+    boolean indexing would make the GPU wait for the CPU. Use :func:`confusion_matrix` for checked inputs.
+    """
+    C = num_classes
+    labelled = (target != -1).reshape(-1)  # [N]
+    index = torch.where(labelled, target.reshape(-1) * C + pred.reshape(-1), 0)  # [N]
+    counts = torch.zeros(C * C, dtype=torch.long, device=target.device)  # [C * C]
+    counts.index_add_(0, index.long(), labelled.long())
+    return counts.view(C, C)  # [C, C]
+
+
+def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int) -> Tensor:
+    """Counts of (true class, predicted class) pairs over the labelled entries.
+
+    Args:
+        pred: class indices with the shape of ``target``, or logits ``[B, C, ...]`` (argmax over dim 1).
+        target: class indices ``[B, ...]`` in ``[0, num_classes)``, or ``-1`` for a missing label.
+        num_classes: ``C``, at least 1.
+
+    Returns:
+        ``[C, C]`` (long) with rows for the true class and columns for the predicted class.
+
+    Example:
+        >>> confusion_matrix(torch.tensor([0, 1, 1, 0]), torch.tensor([0, 1, 0, -1]), num_classes=2)
+        tensor([[1, 1],
+                [0, 1]])
+
+    Used in chapter 01.
+    """
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+    pred = _as_predictions(pred, target)
+    if pred.is_floating_point() or target.is_floating_point():
+        raise ValueError(f"class indices must be integers, got {pred.dtype} and {target.dtype}")
+    labelled = target != -1  # same shape as target
+    # One sync to check the ranges: this function is for one-off use; TaskMeter uses count_confusion.
+    bad_target = ((target < -1) | (target >= num_classes)).any()
+    bad_pred = (labelled & ((pred < 0) | (pred >= num_classes))).any()
+    if bad_target or bad_pred:
+        raise ValueError(f"class indices must lie in [0, {num_classes}) (targets may also be -1)")
+    return count_confusion(pred, target, num_classes)
+
+
+def _ratio(numerator: Tensor, denominator: Tensor, present: Tensor) -> Tensor:
+    """``numerator / denominator``, 0 where the denominator is 0 but the class is present, else ``nan``."""
+    value = numerator / denominator.clamp(min=1)  # counts are integers, so clamp(min=1) only hits 0
+    zero = torch.zeros_like(value)
+    nan = torch.full_like(value, math.nan)
+    return torch.where(present, torch.where(denominator > 0, value, zero), nan)
+
+
+def _prf_from_counts(
+    tp: Tensor, predicted: Tensor, support: Tensor, average: str | None = "macro"
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Precision, recall and F1 from per-class counts ``[C]``: true positives, predictions, true labels."""
+    if average not in AVERAGES:
+        raise ValueError(f"average must be one of {AVERAGES}, got {average!r}")
+    dtype = _float_dtype(tp.device)
+    tp, predicted, support = tp.to(dtype), predicted.to(dtype), support.to(dtype)  # [C] each
+    if average == "micro":
+        tp, predicted, support = tp.sum(), predicted.sum(), support.sum()  # [] each
+    present = (predicted + support) > 0  # [C] or []
+    precision = _ratio(tp, predicted, present)
+    recall = _ratio(tp, support, present)
+    f1 = _ratio(2 * tp, predicted + support, present)  # 2TP / (2TP + FP + FN)
+    if average == "macro":
+        return precision.nanmean(), recall.nanmean(), f1.nanmean()
+    return precision, recall, f1
+
+
+def precision_recall_f1(confusion: Tensor, average: str | None = "macro") -> tuple[Tensor, Tensor, Tensor]:
+    r"""Precision, recall and F1 from a confusion matrix (rows true, columns predicted).
+
+    .. math::
+
+        P^{\mathrm{macro}} = \frac{1}{C} \sum_c P_c, \qquad
+        P^{\mathrm{micro}} = \frac{\sum_c \mathrm{TP}_c}{\sum_c (\mathrm{TP}_c + \mathrm{FP}_c)},
+
+    and the same for recall; macro F1 is the mean of the per-class F1 (not the F1 of macro precision and
+    macro recall), micro F1 is the F1 of the summed counts. See the module docstring for undefined values.
+
+    Args:
+        confusion: ``[C, C]`` counts, rows for the true class, columns for the predicted class.
+        average: ``"macro"`` (default), ``"micro"``, or ``None`` for one value per class.
+
+    Returns:
+        ``(precision, recall, f1)``: 0-dim tensors, or ``[C]`` each when ``average`` is ``None``.
+
+    Example:
+        >>> confusion = torch.tensor([[3, 1], [2, 4]])
+        >>> [round(float(x), 4) for x in precision_recall_f1(confusion, average="micro")]
+        [0.7, 0.7, 0.7]
+        >>> precision, recall, f1 = precision_recall_f1(confusion, average=None)
+        >>> precision.tolist(), recall.tolist()
+        ([0.6, 0.8], [0.75, 0.6666666666666666])
+
+    Used in chapter 01.
+    """
+    _check_confusion(confusion)
+    tp = confusion.diagonal()  # [C]
+    return _prf_from_counts(tp, confusion.sum(0), confusion.sum(1), average)
+
+
+def _check_confusion(confusion: Tensor) -> None:
+    """Raise ``ValueError`` unless ``confusion`` is a square ``[C, C]`` matrix."""
+    if confusion.dim() != 2 or confusion.shape[0] != confusion.shape[1]:
+        raise ValueError(f"confusion must be a square [C, C] matrix, got shape {tuple(confusion.shape)}")
+
+
+def iou(confusion: Tensor) -> Tensor:
+    r"""Intersection over union (Jaccard index) per class, from a confusion matrix.
+
+    .. math:: \mathrm{IoU}_c = \frac{|\hat Y_c \cap Y_c|}{|\hat Y_c \cup Y_c|}
+        = \frac{\mathrm{TP}_c}{\mathrm{TP}_c + \mathrm{FP}_c + \mathrm{FN}_c}
+
+    Args:
+        confusion: ``[C, C]`` counts, rows for the true class, columns for the predicted class.
+
+    Returns:
+        ``[C]``; ``nan`` for a class that is neither true nor predicted anywhere (empty union).
+
+    Example:
+        >>> iou(torch.tensor([[3, 1, 0], [2, 4, 0], [0, 0, 0]])).tolist()
+        [0.5, 0.5714285714285714, nan]
+
+    Used in chapter 03.
+    """
+    _check_confusion(confusion)
+    dtype = _float_dtype(confusion.device)
+    tp = confusion.diagonal().to(dtype)  # [C]
+    union = confusion.sum(0).to(dtype) + confusion.sum(1).to(dtype) - tp  # [C]
+    return _ratio(tp, union, union > 0)
+
+
+def mean_iou(confusion: Tensor) -> Tensor:
+    r"""Mean IoU over the classes that occur in the targets or the predictions.
+
+    .. math:: \mathrm{mIoU} = \frac{1}{|C'|} \sum_{c \in C'} \mathrm{IoU}_c
+
+    Example:
+        >>> round(float(mean_iou(torch.tensor([[3, 1, 0], [2, 4, 0], [0, 0, 0]]))), 4)
+        0.5357
+
+    Used in chapter 03.
+    """
+    return iou(confusion).nanmean()
+
+
+def _regression_errors(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Sums of absolute and squared errors over the labelled entries, and their count (0-dim each)."""
+    if pred.shape != target.shape:
+        raise ValueError(f"pred of shape {tuple(pred.shape)} does not match target {tuple(target.shape)}")
+    dtype = _float_dtype(target.device)
+    labelled = labelled_mask(target)  # same shape as target
+    error = torch.where(labelled, pred.to(dtype) - target.to(dtype), 0.0)  # same shape; 0 where missing
+    return error.abs().sum(), error.square().sum(), labelled.sum().to(dtype)
+
+
+def mae(pred: Tensor, target: Tensor) -> Tensor:
+    r"""Mean absolute error over the labelled entries (``nan`` targets are skipped).
+
+    .. math:: \mathrm{MAE} = \frac{1}{|L|} \sum_{i \in L} |\hat y_i - y_i|
+
+    Example:
+        >>> float(mae(torch.tensor([1.0, 2.0, 5.0]), torch.tensor([2.0, 2.0, float("nan")])))
+        0.5
+
+    Used in chapter 03.
+    """
+    abs_sum, _, count = _regression_errors(pred, target)
+    return abs_sum / count
+
+
+def rmse(pred: Tensor, target: Tensor) -> Tensor:
+    r"""Root mean squared error over the labelled entries (``nan`` targets are skipped).
+
+    .. math:: \mathrm{RMSE} = \sqrt{\frac{1}{|L|} \sum_{i \in L} (\hat y_i - y_i)^2}
+
+    Example:
+        >>> float(rmse(torch.tensor([1.0, 4.0]), torch.tensor([2.0, 2.0])))
+        1.5811...
+
+    Used in chapter 03.
+    """
+    _, sq_sum, count = _regression_errors(pred, target)
+    return (sq_sum / count).sqrt()
+
+
+def _flatten_scores(scores: Mapping, what: str) -> dict[str, float]:
+    """``{task: {metric: v}}`` or ``{name: v}`` -> ``{"task/metric": v}`` or ``{name: v}`` as floats."""
+    flat: dict[str, float] = {}
+    for key, value in scores.items():
+        if isinstance(value, Mapping):
+            for metric, inner in value.items():
+                flat[f"{key}/{metric}"] = float(inner)
+        else:
+            flat[str(key)] = float(value)
+    if not flat:
+        raise ValueError(f"{what} is empty")
+    return flat
+
+
+def _directions(keys: list[str], higher_is_better: Mapping | None) -> dict[str, bool]:
+    """Whether each flattened key is better when higher: given, or read from the metric name."""
+    if higher_is_better is not None:
+        given = {k: bool(v) for k, v in _flatten_scores(higher_is_better, "higher_is_better").items()}
+        missing = [k for k in keys if k not in given]
+        if missing:
+            raise ValueError(f"higher_is_better has no entry for {missing}")
+        return given
+    unknown = [k for k in keys if k.rsplit("/", 1)[-1] not in KNOWN_METRICS]
+    if unknown:
+        raise ValueError(
+            f"cannot tell whether {unknown} are better when higher or lower; pass higher_is_better "
+            f"(known metric names are {sorted(KNOWN_METRICS)})"
+        )
+    return {k: k.rsplit("/", 1)[-1] not in LOWER_IS_BETTER for k in keys}
+
+
+def delta_m(metrics: Mapping, baseline: Mapping, higher_is_better: Mapping | None = None) -> float:
+    r"""Mean relative change against single-task baselines, in percent; positive means better.
+
+    .. math::
+
+        \Delta_m = \frac{100}{K} \sum_{k=1}^{K} (-1)^{l_k} \, \frac{M_k - B_k}{|B_k|},
+        \qquad l_k = \begin{cases} 1 & \text{lower is better for metric } k \\ 0 & \text{otherwise} \end{cases}
+
+    over the :math:`K` (task, metric) pairs, with :math:`M_k` the multi-task model's value and :math:`B_k`
+    the single-task baseline's (Maninis, Radosavovic and Kokkinos, CVPR 2019; averaged over metrics as in
+    Vandenhende et al., TPAMI 2021). One sign convention throughout: :math:`\Delta_m > 0` means the
+    multi-task model is better on average. For the positive metrics used here :math:`|B_k| = B_k`; the
+    absolute value keeps the convention if a baseline is negative. A task with more metrics weighs more;
+    pass only each task's primary metric to weigh tasks equally.
+
+    Args:
+        metrics: ``{task: {metric: value}}`` or a flat ``{name: value}``.
+        baseline: the same keys as ``metrics``.
+        higher_is_better: the same keys with booleans; ``None`` (default) reads the direction from the
+            metric names (``mae``, ``rmse`` and ``loss`` are better when lower).
+
+    Returns:
+        :math:`\Delta_m` in percent.
+
+    Example:
+        >>> model = {"shape": {"accuracy": 0.9}, "size": {"mae": 0.08}}
+        >>> single = {"shape": {"accuracy": 0.8}, "size": {"mae": 0.10}}
+        >>> delta_m(model, single)  # (+12.5 % + 20 %) / 2
+        16.25
+
+    Used in chapter 12.
+    """
+    scores, base = _flatten_scores(metrics, "metrics"), _flatten_scores(baseline, "baseline")
+    if scores.keys() != base.keys():
+        raise ValueError(
+            "metrics and baseline must have the same keys; only in metrics: "
+            f"{sorted(scores.keys() - base.keys())}, only in baseline: {sorted(base.keys() - scores.keys())}"
+        )
+    better = _directions(list(base), higher_is_better)
+    changes = []
+    for key, b in base.items():
+        if b == 0:
+            raise ValueError(f"baseline {key!r} is 0: a change relative to 0 is undefined")
+        if not (math.isfinite(b) and math.isfinite(scores[key])):
+            raise ValueError(f"{key!r} is not finite (metrics {scores[key]}, baseline {b})")
+        sign = 1.0 if better[key] else -1.0
+        changes.append(sign * (scores[key] - b) / abs(b))
+    return 100.0 * sum(changes) / len(changes)
+
+
+class TaskMeter:
+    r"""Streaming metrics for one task: call :meth:`update` per batch, then :meth:`compute` once.
+
+    The meter keeps counts, never predictions: a confusion matrix ``[C, C]`` (multiclass, segmentation),
+    ``[2, 2]`` (binary), one ``[2, 2]`` matrix per label ``[K, 2, 2]`` (multilabel), or the sums of absolute
+    and squared errors and their count (regression). The counts live on the device of the outputs and
+    :meth:`update` never waits for it; :meth:`compute` makes the one copy to the CPU. Binary and multilabel
+    logits are thresholded at 0 (probability 0.5); multiclass and segmentation predict the argmax.
+
+    The metrics (the first is the task's primary metric, see :data:`mtlcourse.tasks.METRICS`):
+
+    - multiclass: ``accuracy``, ``macro_f1``, ``micro_f1``;
+    - binary: ``accuracy`` and the ``f1``, ``precision``, ``recall`` of the positive class;
+    - multilabel: ``micro_f1``, ``macro_f1`` (over labels) and the element-wise ``accuracy``;
+    - segmentation: ``miou`` (mean IoU over classes) and ``pixel_accuracy``;
+    - regression: ``mae`` and ``rmse`` over all labelled values.
+
+    Args:
+        task: the :class:`~mtlcourse.tasks.Task` whose outputs and targets are measured.
+
+    Shape:
+        ``update(output, target)`` takes the output and target conventions of :mod:`mtlcourse.tasks`.
+
+    Example:
+        >>> meter = TaskMeter(Task("shape", "multiclass", 3))
+        >>> meter.update(torch.tensor([[2.0, 0, 0], [0, 2.0, 0]]), torch.tensor([0, 2]))
+        >>> meter.update(torch.tensor([[0, 0, 2.0]]), torch.tensor([-1]))  # a missing label
+        >>> meter.compute()
+        {'accuracy': 0.5, 'macro_f1': 0.333..., 'micro_f1': 0.5}
+        >>> meter.confusion
+        tensor([[1, 0, 0],
+                [0, 0, 0],
+                [0, 1, 0]])
+
+    Used in chapter 01 (and by :func:`mtlcourse.train.evaluate` everywhere).
+    """
+
+    def __init__(self, task: Task) -> None:
+        if not isinstance(task, Task):
+            raise ValueError(f"task must be a Task, got {type(task).__name__}")
+        self.task = task
+        self.counts: Tensor | None = None
+
+    def reset(self) -> None:
+        """Forget every batch seen so far."""
+        self.counts = None
+
+    @property
+    def confusion(self) -> Tensor:
+        """The confusion counts so far: ``[C, C]``, ``[2, 2]`` (binary) or ``[K, 2, 2]`` (multilabel)."""
+        kind, C = self.task.kind, self.task.num_outputs
+        if kind == "regression":
+            raise ValueError(f"task {self.task.name!r} is a regression task: it has no confusion matrix")
+        if self.counts is not None:
+            return self.counts[0] if kind == "binary" else self.counts
+        shape = {"multilabel": (C, 2, 2), "binary": (2, 2)}.get(kind, (C, C))
+        return torch.zeros(shape, dtype=torch.long)  # [C, C], [2, 2] or [K, 2, 2]: nothing seen yet
+
+    def update(self, output: Tensor, target: Tensor) -> None:
+        """Add one batch: ``output`` as the model returns it, ``target`` with missing labels marked."""
+        output = output.detach()
+        target = target.detach().to(output.device)
+        kind = self.task.kind
+        if kind == "binary" and output.dim() == 2 and output.shape[1] == 1:
+            output = output.squeeze(1)  # [B, 1] -> [B]
+        self._check_shapes(output, target)
+        if kind in ("multiclass", "segmentation"):
+            batch = count_confusion(output.argmax(dim=1), target, self.task.num_outputs)  # [C, C]
+        elif kind in ("binary", "multilabel"):
+            batch = _count_label_confusions(output.reshape(len(output), -1), target.reshape(len(target), -1))
+        else:
+            batch = torch.stack(_regression_errors(output, target))  # [3]: |e| sum, e^2 sum, count
+        self.counts = batch if self.counts is None else self.counts + batch
+
+    def _check_shapes(self, output: Tensor, target: Tensor) -> None:
+        """Raise ``ValueError`` unless output and target follow the task's conventions."""
+        kind, C = self.task.kind, self.task.num_outputs
+        if kind in ("multiclass", "segmentation"):
+            ok = output.dim() == target.dim() + 1 and output.shape[1] == C
+            ok = ok and output.shape[:1] + output.shape[2:] == target.shape
+            ok = ok and output.dim() == (2 if kind == "multiclass" else 4)
+        elif kind == "binary":
+            ok = output.dim() == 1 and output.shape == target.shape
+        else:
+            ok = output.dim() == 2 and output.shape[1] == C and output.shape == target.shape
+        if not ok:
+            raise ValueError(
+                f"task {self.task.name!r} ({kind}, num_outputs={C}): output of shape {tuple(output.shape)} "
+                f"and target of shape {tuple(target.shape)} do not follow the conventions of mtlcourse.tasks"
+            )
+
+    def compute(self) -> dict[str, float]:
+        """The task's metrics over every batch so far, ``nan`` where nothing was labelled."""
+        if self.counts is None:
+            return {name: math.nan for name in self.task.metrics}
+        values = _metric_tensors(self.task.kind, self.counts)  # name -> 0-dim tensor
+        stacked = torch.stack(
+            [values[name].to(_float_dtype(self.counts.device)) for name in self.task.metrics]
+        )
+        return dict(zip(self.task.metrics, stacked.tolist()))  # the one device-to-host copy
+
+    def __repr__(self) -> str:
+        return f"TaskMeter({self.task.name!r}, kind={self.task.kind!r})"
+
+
+def _count_label_confusions(output: Tensor, target: Tensor) -> Tensor:
+    """One ``[2, 2]`` confusion matrix per label ``[K, 2, 2]`` for logits and 0/1/nan targets ``[B, K]``."""
+    K = output.shape[1]
+    labelled = ~torch.isnan(target)  # [B, K]
+    true = torch.where(labelled, target, 0.0).long()  # [B, K]
+    predicted = (output > 0).long()  # [B, K]; logit 0 is probability 0.5
+    label = torch.arange(K, device=output.device)  # [K]
+    index = torch.where(labelled, label * 4 + true * 2 + predicted, 0)  # [B, K]; weight 0 where missing
+    counts = torch.zeros(K * 4, dtype=torch.long, device=output.device)  # [K * 4]
+    counts.index_add_(0, index.reshape(-1), labelled.reshape(-1).long())
+    return counts.view(K, 2, 2)  # [K, 2, 2]
+
+
+def _metric_tensors(kind: str, counts: Tensor) -> dict[str, Tensor]:
+    """Every metric of a task kind from the meter's counts, as 0-dim tensors on the counts' device."""
+    if kind == "regression":
+        abs_sum, sq_sum, count = counts  # [] each
+        return {"mae": abs_sum / count, "rmse": (sq_sum / count).sqrt()}
+    if kind == "multiclass":
+        _, _, macro_f1 = precision_recall_f1(counts, "macro")
+        _, _, micro_f1 = precision_recall_f1(counts, "micro")
+        return {"accuracy": _trace_fraction(counts), "macro_f1": macro_f1, "micro_f1": micro_f1}
+    if kind == "segmentation":
+        return {"miou": mean_iou(counts), "pixel_accuracy": _trace_fraction(counts)}
+    # binary and multilabel: counts [K, 2, 2], one confusion matrix per label (K = 1 for binary)
+    tp = counts[:, 1, 1]  # [K]
+    predicted, support = counts[:, :, 1].sum(1), counts[:, 1, :].sum(1)  # [K] each
+    correct = counts.diagonal(dim1=1, dim2=2).sum()  # true negatives + true positives
+    dtype = _float_dtype(counts.device)
+    accuracy_ = correct.to(dtype) / counts.sum().to(dtype)
+    if kind == "binary":
+        precision, recall, f1 = _prf_from_counts(tp, predicted, support, average=None)  # [1] each
+        return {"accuracy": accuracy_, "f1": f1[0], "precision": precision[0], "recall": recall[0]}
+    _, _, micro_f1 = _prf_from_counts(tp, predicted, support, "micro")
+    _, _, macro_f1 = _prf_from_counts(tp, predicted, support, "macro")
+    return {"micro_f1": micro_f1, "macro_f1": macro_f1, "accuracy": accuracy_}
+
+
+def _trace_fraction(confusion: Tensor) -> Tensor:
+    """Accuracy from a confusion matrix: the diagonal over the total (``nan`` when empty)."""
+    dtype = _float_dtype(confusion.device)
+    return confusion.diagonal().sum().to(dtype) / confusion.sum().to(dtype)

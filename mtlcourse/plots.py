@@ -1,0 +1,614 @@
+"""Figures for the course: sample grids, learning curves, confusion matrices, task weights, bars and fronts.
+
+Every function returns the :class:`~matplotlib.figure.Figure` it drew on and never calls ``plt.show()`` or
+closes a figure: a notebook displays the figure, a test or a script closes it. Functions that draw a single
+panel take an optional ``ax`` to draw into an existing figure; functions that draw a grid make a new
+figure. Figures are made with ``plt.subplots`` so that Jupyter shows them, and work with any backend
+(``Agg`` in tests and CI).
+
+Used in chapter 00 (:func:`show_samples`), 01 (:func:`plot_history`, :func:`plot_confusion`),
+02 (:func:`plot_bars`), 04 (:func:`plot_pareto`) and 05 (:func:`plot_weights`).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
+from torch import Tensor
+
+from mtlcourse.tasks import Task, select_tasks
+
+RIGHT, WRONG, NEUTRAL = "tab:green", "tab:red", "black"
+PANEL_INCHES = 1.8  # side of one image in a sample grid
+
+
+def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    """The figure and axes to draw on: ``ax`` and its figure, or a new single-panel figure."""
+    if ax is not None:
+        return ax.figure, ax
+    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+    return fig, ax
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Sample grids
+
+
+def sample_indices(size: int, n: int, seed: int = 0) -> list[int]:
+    """The ``min(n, size)`` dataset indices that :func:`show_samples` shows, sorted, chosen by ``seed``.
+
+    Example:
+        >>> sample_indices(10, 3, seed=0) == sample_indices(10, 3, seed=0)
+        True
+        >>> sample_indices(4, 8)
+        [0, 1, 2, 3]
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    if size < 1:
+        raise ValueError("the dataset is empty")
+    generator = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(size, generator=generator)[: min(n, size)]  # [n]
+    return sorted(chosen.tolist())
+
+
+def show_samples(
+    dataset: Any,
+    n: int = 8,
+    tasks: Sequence[str] | None = None,
+    predictions: Mapping[str, Tensor] | None = None,
+    seed: int = 0,
+) -> Figure:
+    """A grid of sample images with their targets, and the model's predictions when given.
+
+    Targets are written under each image (class names from :attr:`Task.class_names` where the task has
+    them); segmentation tasks (masks, edge maps) get an extra row of masks. With ``predictions``, each
+    prediction is written next to its target in green when right and red when wrong (regression values
+    in black: they are never exactly right), and each segmentation task gets a row of predicted masks
+    with the wrong pixels painted red.
+
+    Args:
+        dataset: anything with ``len(dataset)``, ``dataset[i] -> (image [C, H, W] in [0, 1], {task:
+            target})`` and ``dataset.tasks: dict[str, Task]``; images have 1 or 3 channels.
+        n: number of images (default 8); all of them if the dataset is smaller.
+        tasks: names of the tasks to show (default ``None``: every task of the dataset).
+        predictions: ``{task: model outputs}`` either for the whole dataset (first dimension
+            ``len(dataset)``, as :func:`mtlcourse.train.predict` returns) or for the shown samples only
+            (first dimension ``n``, in the order of :func:`sample_indices`). Tasks not shown are ignored.
+        seed: chooses which samples are shown (default 0).
+
+    Returns:
+        A new figure with one column per sample and one row for the images plus one (or, with
+        predictions, two) per segmentation task.
+
+    Example:
+        >>> class Tiny:  # the smallest dataset: 4 grey images, one task
+        ...     tasks = {"shape": Task("shape", "multiclass", 2, class_names=("disc", "square"))}
+        ...     def __len__(self): return 4
+        ...     def __getitem__(self, i): return torch.full((1, 8, 8), i / 4), {"shape": torch.tensor(i % 2)}
+        >>> fig = show_samples(Tiny(), n=3)
+        >>> len(fig.axes), fig.axes[0].get_ylabel()
+        (3, 'image')
+        >>> plt.close(fig)
+
+    Used in chapter 00.
+    """
+    chosen = select_tasks(dataset.tasks, tasks)
+    indices = sample_indices(len(dataset), n, seed)
+    items = [dataset[i] for i in indices]
+    outputs = _align_predictions(predictions, dataset.tasks, chosen, indices, len(dataset))
+    masks = [name for name, task in chosen.items() if task.kind == "segmentation"]
+    rows = [("image", None)] + [(name, "target") for name in masks]
+    rows += [(name, "prediction") for name in masks if name in outputs]
+    text_lines = len(chosen) - len(masks)
+    figsize = (PANEL_INCHES * len(indices) + 1.5, PANEL_INCHES * len(rows) + 0.25 * text_lines + 0.5)
+    fig, axes = plt.subplots(len(rows), len(indices), figsize=figsize, squeeze=False, layout="constrained")
+    for column, (index, (image, targets)) in enumerate(zip(indices, items)):
+        _draw_image(axes[0, column], image, title=f"#{index}")
+        _write_targets(axes[0, column], chosen, targets, {t: o[column] for t, o in outputs.items()})
+        for row, (name, what) in enumerate(rows[1:], start=1):
+            output = outputs[name][column] if what == "prediction" else None
+            _draw_mask(axes[row, column], chosen[name], targets[name], output)
+    for row, (name, what) in enumerate(rows):
+        axes[row, 0].set_ylabel("image" if what is None else f"{name} ({what})")
+        if what == "target":
+            _add_class_legend(axes[row, -1], chosen[name])
+    title = "Samples and their targets"
+    if outputs:
+        title = "Predictions against targets (green: right, red: wrong; targets in brackets)"
+    fig.suptitle(f"{title}, {len(indices)} of {len(dataset)} images (seed {seed})")
+    return fig
+
+
+def _align_predictions(
+    predictions: Mapping[str, Tensor] | None,
+    available: Mapping[str, Task],
+    chosen: Mapping[str, Task],
+    indices: list[int],
+    size: int,
+) -> dict[str, Tensor]:
+    """Predictions of the shown tasks, one row per shown sample, on the CPU."""
+    if predictions is None:
+        return {}
+    unknown = [name for name in predictions if name not in available]
+    if unknown:
+        raise ValueError(
+            f"predictions for unknown task(s) {unknown}; the dataset's tasks are {list(available)}"
+        )
+    aligned = {}
+    for name, output in predictions.items():
+        if name not in chosen:
+            continue
+        output = torch.as_tensor(output).detach().cpu()
+        if len(output) == size:
+            output = output[indices]  # [n, ...]: the shown samples of the whole dataset's outputs
+        elif len(output) != len(indices):
+            raise ValueError(
+                f"predictions[{name!r}] has {len(output)} rows; expected {size} (the whole dataset) or "
+                f"{len(indices)} (the shown samples, in the order of sample_indices)"
+            )
+        aligned[name] = output
+    return aligned
+
+
+def _draw_image(ax: Axes, image: Tensor, title: str) -> None:
+    """Show a ``[C, H, W]`` image in ``[0, 1]`` with 1 (grey) or 3 (RGB) channels."""
+    image = torch.as_tensor(image).detach().cpu().float().clamp(0, 1)  # [C, H, W]
+    if image.dim() != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(f"images must be [C, H, W] with 1 or 3 channels, got shape {tuple(image.shape)}")
+    if image.shape[0] == 1:
+        ax.imshow(image[0].numpy(), cmap="gray", vmin=0.0, vmax=1.0)  # [H, W]
+    else:
+        ax.imshow(image.permute(1, 2, 0).numpy())  # [H, W, 3]
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _write_targets(ax: Axes, tasks: Mapping[str, Task], targets: Mapping, outputs: Mapping) -> None:
+    """Write one line per non-mask task under the image: the target, or the prediction and the target."""
+    line = 0
+    for name, task in tasks.items():
+        if task.kind == "segmentation":
+            continue
+        target = torch.as_tensor(targets[name]).detach().cpu()
+        if name in outputs:
+            text, color = _describe_prediction(task, outputs[name], target)
+        else:
+            text, color = _describe_target(task, target), NEUTRAL
+        ax.annotate(
+            f"{name}: {text}",
+            xy=(0.5, 0.0),
+            xycoords="axes fraction",
+            xytext=(0, -4 - 11 * line),
+            textcoords="offset points",
+            ha="center",
+            va="top",
+            fontsize=8,
+            color=color,
+        )
+        line += 1
+
+
+def _label_name(task: Task, index: int) -> str:
+    """The name of class or label ``index`` of ``task`` (its number when the task has no names)."""
+    return task.class_names[index] if task.class_names else str(index)
+
+
+def _describe_target(task: Task, target: Tensor) -> str:
+    """A short text for one target of a non-mask task; ``?`` for a missing label."""
+    if task.kind == "multiclass":
+        return "?" if int(target) == -1 else _label_name(task, int(target))
+    if task.kind == "binary":
+        value = float(target.reshape(-1)[0])
+        return "?" if math.isnan(value) else ("yes" if value == 1 else "no")
+    if task.kind == "multilabel":
+        on = [_label_name(task, k) for k, v in enumerate(target.tolist()) if v == 1]
+        missing = any(math.isnan(v) for v in target.tolist())
+        return (", ".join(on) or "none") + (" (some ?)" if missing else "")
+    values = ["?" if math.isnan(v) else f"{v:.2f}" for v in target.reshape(-1).tolist()]
+    return ", ".join(values)
+
+
+def _describe_prediction(task: Task, output: Tensor, target: Tensor) -> tuple[str, str]:
+    """``"prediction (target)"`` and its colour: green right, red wrong, black for regression or no label."""
+    truth = _describe_target(task, target)
+    if task.kind == "multiclass":
+        predicted = int(output.argmax())
+        text, right = _label_name(task, predicted), predicted == int(target)
+        labelled = int(target) != -1
+    elif task.kind in ("binary", "multilabel"):
+        predicted_labels = (output.reshape(target.shape) > 0).float()  # same shape as target
+        labelled_entries = ~torch.isnan(target)
+        text = _describe_target(task, predicted_labels)
+        right = bool((predicted_labels == target)[labelled_entries].all())
+        labelled = bool(labelled_entries.any())
+    else:
+        values = output.reshape(-1).tolist()
+        return ", ".join(f"{v:.2f}" for v in values) + f" ({truth})", NEUTRAL
+    color = (RIGHT if right else WRONG) if labelled else NEUTRAL
+    return f"{text} ({truth})", color
+
+
+def _class_colormap(num_classes: int) -> ListedColormap:
+    """One distinct colour per class, never red (red marks errors); missing labels are drawn grey."""
+    tab10, tab20 = plt.get_cmap("tab10").colors, plt.get_cmap("tab20").colors
+    palette = [c for k, c in enumerate(tab10) if k != 3] if num_classes <= 9 else tab20[:6] + tab20[8:]
+    return ListedColormap([palette[k % len(palette)] for k in range(num_classes)]).with_extremes(
+        bad="lightgrey"
+    )
+
+
+def _draw_mask(ax: Axes, task: Task, target: Tensor, output: Tensor | None) -> None:
+    """Draw a target mask ``[H, W]``, or the predicted mask with wrong pixels painted red."""
+    target = torch.as_tensor(target).detach().cpu()  # [H, W]
+    C = task.num_outputs
+    shown = target if output is None else output.argmax(dim=0)  # [H, W]
+    masked = np.ma.masked_equal(shown.numpy(), -1)  # missing pixels drawn grey
+    ax.imshow(masked, cmap=_class_colormap(C), vmin=-0.5, vmax=C - 0.5, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if output is None:
+        return
+    labelled = target != -1  # [H, W]
+    wrong = labelled & (shown != target)  # [H, W]
+    overlay = torch.zeros(*target.shape, 4)  # [H, W, 4] RGBA, transparent
+    overlay[wrong] = torch.tensor([1.0, 0.0, 0.0, 0.8])
+    ax.imshow(overlay.numpy(), interpolation="nearest")
+    accuracy = (~wrong & labelled).sum().item() / max(labelled.sum().item(), 1)
+    ax.set_xlabel(f"pixel accuracy {accuracy:.2f}", fontsize=8)
+
+
+def _add_class_legend(ax: Axes, task: Task) -> None:
+    """A legend of mask colours next to ``ax``."""
+    cmap = _class_colormap(task.num_outputs)
+    handles = [Patch(color=cmap(k), label=_label_name(task, k)) for k in range(task.num_outputs)]
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=7, frameon=False)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Training curves
+
+
+def plot_history(history: Any, metric: str | None = None) -> Figure:
+    """Learning curves, one column per task: losses on top, a validation metric below.
+
+    The top row shows the training and validation loss per epoch; the bottom row (when the history has
+    validation metrics) shows the validation ``metric``. A dotted line marks the epoch that model
+    selection kept (``history.best_epoch``).
+
+    Args:
+        history: a :class:`mtlcourse.train.History`, or anything with its attributes ``tasks``,
+            ``train_loss``, ``val_loss``, ``val_metrics`` and ``best_epoch``.
+        metric: the validation metric to plot (default ``None``: each task's primary metric, the first
+            one recorded).
+
+    Returns:
+        A new figure with ``len(history.tasks)`` columns and 1 or 2 rows.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> history = SimpleNamespace(tasks=["shape"], train_loss={"shape": [1.2, 0.8]},
+        ...     val_loss={"shape": [1.3, 1.0]}, val_metrics={"shape": {"accuracy": [0.5, 0.7]}}, best_epoch=1)
+        >>> fig = plot_history(history)
+        >>> [ax.get_title() for ax in fig.axes]
+        ['shape: loss', 'shape: validation accuracy']
+        >>> plt.close(fig)
+
+    Used in chapter 01.
+    """
+    tasks = list(history.tasks)
+    if not tasks:
+        raise ValueError("history.tasks is empty")
+    has_metrics = bool(history.val_metrics)
+    rows = 2 if has_metrics else 1
+    fig, axes = plt.subplots(
+        rows, len(tasks), figsize=(4.0 * len(tasks), 3.0 * rows), squeeze=False, layout="constrained"
+    )
+    for column, name in enumerate(tasks):
+        _plot_losses(axes[0, column], history, name)
+        if has_metrics:
+            _plot_metric(axes[1, column], history, name, metric)
+    fig.suptitle("Learning curves per task")
+    return fig
+
+
+def _integer_epochs(ax: Axes) -> None:
+    """Label the epoch axis with whole numbers only."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+
+
+def _epochs_axis(values: Sequence[float]) -> list[int]:
+    """Epoch numbers counted from 1, as readers count them."""
+    return list(range(1, len(values) + 1))
+
+
+def _mark_best_epoch(ax: Axes, history: Any) -> None:
+    """A dotted vertical line at the selected epoch, when there is one."""
+    best = getattr(history, "best_epoch", -1)
+    if best is not None and best >= 0:
+        ax.axvline(best + 1, color="grey", linestyle=":", label=f"selected epoch ({best + 1})")
+
+
+def _plot_losses(ax: Axes, history: Any, name: str) -> None:
+    """Training and validation loss of one task per epoch."""
+    train = history.train_loss.get(name, [])
+    ax.plot(_epochs_axis(train), train, marker="o", label="training")
+    val = history.val_loss.get(name, [])
+    if val:
+        ax.plot(_epochs_axis(val), val, marker="s", linestyle="--", label="validation")
+    _mark_best_epoch(ax, history)
+    ax.set_title(f"{name}: loss")
+    _integer_epochs(ax)
+    ax.set_ylabel("mean loss per example")
+    ax.legend(fontsize=8)
+
+
+def _plot_metric(ax: Axes, history: Any, name: str, metric: str | None) -> None:
+    """One validation metric of one task per epoch."""
+    recorded = history.val_metrics.get(name, {})
+    if not recorded:
+        raise ValueError(f"history has no validation metrics for task {name!r}")
+    metric_name = metric or next(iter(recorded))
+    if metric_name not in recorded:
+        raise ValueError(f"task {name!r} has no metric {metric_name!r}; it has {list(recorded)}")
+    values = recorded[metric_name]
+    ax.plot(_epochs_axis(values), values, marker="o", color="tab:green", label=f"validation {metric_name}")
+    _mark_best_epoch(ax, history)
+    ax.set_title(f"{name}: validation {metric_name}")
+    _integer_epochs(ax)
+    ax.set_ylabel(metric_name)
+    ax.legend(fontsize=8)
+
+
+def plot_weights(history: Any, ax: Axes | None = None, title: str = "Task weights during training") -> Figure:
+    """The mean weight of every task per epoch, as recorded by :func:`mtlcourse.train.fit`.
+
+    Args:
+        history: anything with ``tasks`` and ``weights`` (one list of task weights per epoch).
+        ax: the axes to draw on (default ``None``: a new figure).
+        title: the panel's title.
+
+    Returns:
+        The figure drawn on.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> fig = plot_weights(SimpleNamespace(tasks=["a", "b"], weights=[[1.0, 1.0], [0.6, 1.4]]))
+        >>> [line.get_label() for line in fig.axes[0].get_lines()]
+        ['a', 'b']
+        >>> plt.close(fig)
+
+    Used in chapter 05.
+    """
+    weights = np.asarray(history.weights, dtype=float)  # [E, T]
+    if weights.ndim != 2 or weights.shape[1] != len(history.tasks):
+        raise ValueError(f"history.weights must be [epochs, {len(history.tasks)}], got shape {weights.shape}")
+    if np.isnan(weights).all():
+        raise ValueError("history.weights are all nan: the method used records no task weights")
+    fig, ax = _new_axes(ax, (6.0, 3.5))
+    epochs = _epochs_axis(weights)
+    for t, name in enumerate(history.tasks):
+        ax.plot(epochs, weights[:, t], marker="o", label=name)
+    ax.set_title(title)
+    _integer_epochs(ax)
+    ax.set_ylabel("task weight (mean over the epoch)")
+    ax.legend(title="task")
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Confusion matrices, comparisons over seeds, trade-offs
+
+
+def plot_confusion(
+    confusion: Tensor,
+    class_names: Sequence[str] | None = None,
+    normalize: bool = True,
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Figure:
+    r"""A confusion matrix as a heat map, rows for the true class, columns for the predicted class.
+
+    With ``normalize``, each row is divided by its total, so the diagonal holds each class's recall
+    :math:`R_c = N_{cc} / \sum_k N_{ck}`.
+
+    Args:
+        confusion: ``[C, C]`` counts, e.g. :attr:`mtlcourse.metrics.TaskMeter.confusion`.
+        class_names: ``C`` names for the ticks (default ``None``: the class numbers).
+        normalize: show fractions of each true class (default ``True``) instead of counts.
+        ax: the axes to draw on (default ``None``: a new figure).
+        title: the panel's title (default: says whether the values are fractions or counts).
+
+    Returns:
+        The figure drawn on (the heat map's axes and its colour bar).
+
+    Example:
+        >>> fig = plot_confusion(torch.tensor([[8, 2], [1, 9]]), class_names=["cat", "dog"])
+        >>> len(fig.axes), fig.axes[0].get_xlabel()
+        (2, 'predicted class')
+        >>> plt.close(fig)
+
+    Used in chapter 01.
+    """
+    counts = torch.as_tensor(confusion).detach().cpu().double()  # [C, C]
+    if counts.dim() != 2 or counts.shape[0] != counts.shape[1]:
+        raise ValueError(f"confusion must be a square [C, C] matrix, got shape {tuple(counts.shape)}")
+    C = counts.shape[0]
+    names = list(class_names) if class_names is not None else [str(k) for k in range(C)]
+    if len(names) != C:
+        raise ValueError(f"{len(names)} class_names for a {C} x {C} confusion matrix")
+    values = counts / counts.sum(1, keepdim=True).clamp(min=1) if normalize else counts  # [C, C]
+    fig, ax = _new_axes(ax, (max(4.5, 2.0 + 0.6 * C), max(3.8, 1.5 + 0.5 * C)))
+    image = ax.imshow(values.numpy(), cmap="Blues", vmin=0.0, vmax=1.0 if normalize else None)
+    fig.colorbar(image, ax=ax, label="fraction of the true class" if normalize else "number of examples")
+    threshold = 0.5 * float(values.max()) if values.numel() else 0.0
+    for i in range(C):
+        for j in range(C):
+            v = float(values[i, j])
+            text = f"{v:.2f}" if normalize else f"{int(v)}"
+            ax.text(
+                j, i, text, ha="center", va="center", fontsize=8, color="white" if v > threshold else "black"
+            )
+    ax.set_xticks(range(C), names, rotation=45, ha="right")
+    ax.set_yticks(range(C), names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(
+        title or ("Confusion matrix (each row sums to 1)" if normalize else "Confusion matrix (counts)")
+    )
+    return fig
+
+
+def _mean_and_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    if len(values) == 0:
+        raise ValueError("every entry of results needs at least one value")
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.fmean(values), std
+
+
+def plot_bars(
+    results: Mapping[str, Mapping[str, Sequence[float]]],
+    ylabel: str = "score",
+    title: str = "Mean ± standard deviation over seeds",
+    ax: Axes | None = None,
+) -> Figure:
+    """Grouped bars: one group per task, one bar per setting, the mean over seeds with a ±std error bar.
+
+    Each seed's value is drawn as a dot on its bar, so the spread behind the error bar stays visible.
+
+    Args:
+        results: ``{setting: {task: [value per seed]}}``, e.g. ``{"shared": {"shape": [0.9, 0.92]}}``.
+        ylabel: the quantity and its unit, for the vertical axis (default ``"score"``).
+        title: the panel's title.
+        ax: the axes to draw on (default ``None``: a new figure).
+
+    Returns:
+        The figure drawn on.
+
+    Example:
+        >>> fig = plot_bars({"shared": {"shape": [0.90, 0.92]}, "single": {"shape": [0.88, 0.89]}})
+        >>> [round(float(bar.get_height()), 3) for bar in fig.axes[0].patches]
+        [0.91, 0.885]
+        >>> plt.close(fig)
+
+    Used in chapter 02.
+    """
+    if not results:
+        raise ValueError("results is empty")
+    settings = list(results)
+    tasks = list(dict.fromkeys(task for per_task in results.values() for task in per_task))
+    fig, ax = _new_axes(ax, (4.0 + 1.0 * len(tasks) * max(1, len(settings) / 2), 3.5))
+    width = 0.8 / len(settings)
+    seed_label: str | None = "one seed"
+    for s, setting in enumerate(settings):
+        offset = (s - (len(settings) - 1) / 2) * width
+        positions = [t + offset for t, task in enumerate(tasks) if task in results[setting]]
+        stats = [_mean_and_std(results[setting][task]) for task in tasks if task in results[setting]]
+        means, stds = [m for m, _ in stats], [d for _, d in stats]
+        ax.bar(positions, means, width, yerr=stds, capsize=4, label=setting)
+        for x, task in zip(positions, [t for t in tasks if t in results[setting]]):
+            seeds = list(results[setting][task])
+            ax.scatter([x] * len(seeds), seeds, s=12, color="black", zorder=3, label=seed_label)
+            seed_label = None  # one legend entry for all the dots
+    ax.set_xticks(range(len(tasks)), tasks)
+    ax.set_xlabel("task")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    return fig
+
+
+def pareto_front(
+    points: Sequence[Sequence[float]] | Tensor, higher_is_better: tuple[bool, bool] = (True, True)
+) -> list[int]:
+    """Indices of the non-dominated points, sorted by the first metric.
+
+    A point is dominated when another point is at least as good on both metrics and better on one.
+
+    Args:
+        points: ``[N, 2]`` values of two metrics, one row per setting.
+        higher_is_better: for each metric, whether larger is better (default ``(True, True)``).
+
+    Example:
+        >>> pareto_front([[0.9, 0.1], [0.8, 0.8], [0.7, 0.7], [0.1, 0.9]])
+        [3, 1, 0]
+
+    Used in chapter 04.
+    """
+    values = np.asarray(points, dtype=float)  # [N, 2]
+    if values.ndim != 2 or values.shape[1] != 2:
+        raise ValueError(f"points must be [N, 2], got shape {values.shape}")
+    signs = np.array([1.0 if better else -1.0 for better in higher_is_better])  # [2]
+    q = values * signs  # [N, 2]: larger is better on both columns
+    front = []
+    for i in range(len(q)):
+        at_least = (q >= q[i]).all(axis=1)  # [N]
+        better = (q > q[i]).any(axis=1)  # [N]
+        if not (at_least & better).any():
+            front.append(i)
+    return sorted(front, key=lambda i: values[i, 0])
+
+
+def plot_pareto(
+    points: Sequence[Sequence[float]] | Tensor,
+    labels: Sequence[str] | None = None,
+    xlabel: str = "metric of task 1",
+    ylabel: str = "metric of task 2",
+    higher_is_better: tuple[bool, bool] = (True, True),
+    title: str = "Trade-off between two tasks",
+    ax: Axes | None = None,
+) -> Figure:
+    """One point per setting of a trade-off sweep, with the non-dominated (Pareto) front drawn through.
+
+    Args:
+        points: ``[N, 2]`` values of two metrics, one row per setting.
+        labels: a short label per point, e.g. the weight of the first task (default ``None``: no labels).
+        xlabel: the first metric with its unit (default ``"metric of task 1"``).
+        ylabel: the second metric with its unit (default ``"metric of task 2"``).
+        higher_is_better: for each metric, whether larger is better (default ``(True, True)``).
+        title: the panel's title.
+        ax: the axes to draw on (default ``None``: a new figure).
+
+    Returns:
+        The figure drawn on.
+
+    Example:
+        >>> fig = plot_pareto([[0.9, 0.5], [0.8, 0.6], [0.7, 0.55]], labels=["0.8", "0.5", "0.2"])
+        >>> fig.axes[0].get_lines()[0].get_xydata().tolist()  # the front: the last point is dominated
+        [[0.8, 0.6], [0.9, 0.5]]
+        >>> plt.close(fig)
+
+    Used in chapter 04.
+    """
+    values = np.asarray(points, dtype=float)  # [N, 2]
+    front = pareto_front(values, higher_is_better)
+    if labels is not None and len(labels) != len(values):
+        raise ValueError(f"{len(labels)} labels for {len(values)} points")
+    fig, ax = _new_axes(ax, (5.0, 4.0))
+    dominated = [i for i in range(len(values)) if i not in front]
+    if dominated:
+        ax.scatter(values[dominated, 0], values[dominated, 1], color="grey", label="dominated setting")
+    ax.plot(values[front, 0], values[front, 1], marker="o", color="tab:blue", label="non-dominated front")
+    for i, label in enumerate(labels or []):
+        ax.annotate(str(label), values[i], xytext=(4, 4), textcoords="offset points", fontsize=8)
+    arrows = ["higher is better" if better else "lower is better" for better in higher_is_better]
+    ax.set_xlabel(f"{xlabel} ({arrows[0]})")
+    ax.set_ylabel(f"{ylabel} ({arrows[1]})")
+    ax.margins(0.12)  # room for the labels of the extreme points
+    ax.set_title(title)
+    ax.legend()
+    return fig
