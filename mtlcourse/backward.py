@@ -1,7 +1,7 @@
 """The one module that calls autograd for multi-task learning.
 
-A loss-weighting method (:class:`~mtlcourse.weighting.LossWeighting`) only needs one ordinary backward pass
-of the scalar it returns. A gradient-aggregation method (:class:`~mtlcourse.aggregation.Aggregator`) needs
+A loss-weighting method (:class:`~mtlcourse.weighting.base.LossWeighting`) only needs one ordinary backward pass
+of the scalar it returns. A gradient-aggregation method (:class:`~mtlcourse.aggregation.base.Aggregator`) needs
 the Jacobian of the task losses, one row per task:
 
 .. math:: J = \\begin{bmatrix} \\nabla_\\theta L_1 & \\cdots & \\nabla_\\theta L_T \\end{bmatrix}^\\top
@@ -121,7 +121,7 @@ def mtl_backward(
     gets the sum of the task gradients that reach it (its own task's gradient, for a head).
 
     Args:
-        method: a :class:`~mtlcourse.weighting.LossWeighting` or an :class:`~mtlcourse.aggregation.Aggregator`.
+        method: a :class:`~mtlcourse.weighting.base.LossWeighting` or an :class:`~mtlcourse.aggregation.base.Aggregator`.
         losses: the task losses ``[T]``, still attached to the graph.
         shared_params: the parameters (or the representation tensor) every task depends on.
         task_params: the task-specific parameters.

@@ -430,7 +430,7 @@ class TaskMeter:
 
     @property
     def confusion(self) -> Tensor:
-        """The confusion counts so far: ``[C, C]``, ``[2, 2]`` (binary) or ``[K, 2, 2]`` (multilabel)."""
+        """Confusion counts so far, ``[C, C]``, ``[2, 2]`` (binary) or ``[K, 2, 2]`` (multilabel)."""
         kind, C = self.task.kind, self.task.num_outputs
         if kind == "regression":
             raise ValueError(f"task {self.task.name!r} is a regression task: it has no confusion matrix")

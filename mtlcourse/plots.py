@@ -72,7 +72,7 @@ def show_samples(
 ) -> Figure:
     """A grid of sample images with their targets, and the model's predictions when given.
 
-    Targets are written under each image (class names from :attr:`Task.class_names` where the task has
+    Targets are written under each image (class names from ``Task.class_names`` where the task has
     them); segmentation tasks (masks, edge maps) get an extra row of masks. With ``predictions``, each
     prediction is written next to its target in green when right and red when wrong (regression values
     in black: they are never exactly right), and each segmentation task gets a row of predicted masks

@@ -6,15 +6,15 @@ A :class:`Task` says what a model must predict for one target of a dataset. The 
 
 Output and target conventions, with ``B`` the batch size:
 
-================  ==========================  ===============================  ================
-kind              model output                target                           a missing label
-================  ==========================  ===============================  ================
-``multiclass``    logits ``[B, C]``           class index ``[B]`` (long)       ``-1``
-``binary``        logit ``[B]``               ``0.`` or ``1.`` ``[B]`` (float)   ``nan``
-``multilabel``    logits ``[B, K]``           ``0.`` / ``1.`` ``[B, K]`` (float) ``nan``
-``segmentation``  logits ``[B, C, H, W]``     class index ``[B, H, W]`` (long) ``-1``
-``regression``    values ``[B, D]``           values ``[B, D]`` (float)        ``nan``
-================  ==========================  ===============================  ================
+================  =======================  ==================================  ===============
+kind              model output             target                              a missing label
+================  =======================  ==================================  ===============
+``multiclass``    logits ``[B, C]``        class index ``[B]`` (long)          ``-1``
+``binary``        logit ``[B]``            ``0.`` or ``1.`` ``[B]`` (float)    ``nan``
+``multilabel``    logits ``[B, K]``        ``0.`` / ``1.`` ``[B, K]`` (float)  ``nan``
+``segmentation``  logits ``[B, C, H, W]``  class index ``[B, H, W]`` (long)    ``-1``
+``regression``    values ``[B, D]``        values ``[B, D]`` (float)           ``nan``
+================  =======================  ==================================  ===============
 
 A missing label (partial labels, chapter 10) is simply left out of the loss and the metrics.
 
@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+#: The kinds of task, each with its own head, loss and metrics.
 KINDS = ("multiclass", "binary", "multilabel", "segmentation", "regression")
 
 #: The metrics each kind reports; the first one is the task's primary metric.

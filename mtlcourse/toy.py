@@ -177,9 +177,9 @@ def run_toy(
 
     Each step computes both losses, lets :func:`mtlcourse.backward.mtl_backward` fill the gradient of
     ``x`` for the method (a loss weighting or a gradient aggregator alike), takes an optimiser step and
-    calls the method's hooks, just as :func:`mtlcourse.train.fit` does: :meth:`on_step_end` after every
+    calls the method's hooks, just as :func:`mtlcourse.train.fit` does: :meth:`~mtlcourse.weighting.base.LossWeighting.on_step_end` after every
     step (with the losses recomputed after the step when the method asks for them) and
-    :meth:`on_epoch_end`, with the mean losses, every ``steps_per_epoch`` steps, since the toy has no data
+    :meth:`~mtlcourse.weighting.base.LossWeighting.on_epoch_end`, with the mean losses, every ``steps_per_epoch`` steps, since the toy has no data
     to make epochs of. The method is reset first, and its own parameters (uncertainty weighting's
     log-variances) are trained by the same optimiser as ``x``.
 
@@ -197,7 +197,7 @@ def run_toy(
         offset: added to both (scaled) losses before the method sees them. It changes no gradient of a
             plain sum, but methods that need positive losses (DWA, GLS, scale-invariant) need one of at
             least 20 (every loss is above ``LOSS_LOWER_BOUND``).
-        steps_per_epoch: steps per pretend epoch, for :meth:`on_epoch_end`.
+        steps_per_epoch: steps per pretend epoch, for :meth:`~mtlcourse.weighting.base.LossWeighting.on_epoch_end`.
 
     Example:
         >>> from mtlcourse.weighting import EqualWeighting

@@ -129,8 +129,8 @@ def fit(
     best primary metric. Without ``val`` the last epoch is kept.
 
     Args:
-        model: a :class:`~mtlcourse.models.MultiTaskModel`; its tasks must be tasks of the dataset.
-        train: the training data (a :class:`~mtlcourse.data.TensorMultiTaskDataset` or any dataset of
+        model: a :class:`~mtlcourse.models.base.MultiTaskModel`; its tasks must be tasks of the dataset.
+        train: the training data (a :class:`~mtlcourse.data.base.TensorMultiTaskDataset` or any dataset of
             ``(image, {task: target})`` pairs).
         val: validation data for model selection and learning curves.
         method: a loss-weighting or gradient-aggregation method; equal weighting by default.

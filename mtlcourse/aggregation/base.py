@@ -23,7 +23,7 @@ class Aggregator(nn.Module):
       backward passes stop at ``z``; ``d`` is then backpropagated once through the encoder). This is the
       "upper bound" route of MGDA-UB (Sener and Koltun, 2018).
 
-    Hooks, as for :class:`mtlcourse.weighting.LossWeighting`: :meth:`on_step_end`, :meth:`on_epoch_end`,
+    Hooks, as for :class:`mtlcourse.weighting.base.LossWeighting`: :meth:`~mtlcourse.weighting.base.LossWeighting.on_step_end`, :meth:`~mtlcourse.weighting.base.LossWeighting.on_epoch_end`,
     :meth:`reset`. ``last_weights`` holds the task weights of the latest call when the method has them.
 
     Used in chapter 06.

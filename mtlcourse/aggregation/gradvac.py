@@ -26,7 +26,7 @@ class GradVac(GramianWeighting):
     Wang, Tsvetkov, Firat and Cao, "Gradient Vaccine: Investigating and Improving Multi-task Optimization
     in Massively Multilingual Models", ICLR 2021 (Algorithm 1, with one target per ordered pair of tasks
     for the whole Jacobian, the paper's coarsest granularity). The targets start at 0, so the first call
-    is PCGrad; afterwards they track how similar the tasks usually are. Like :class:`PCGrad`, the method
+    is PCGrad; afterwards they track how similar the tasks usually are. Like :class:`~mtlcourse.aggregation.pcgrad.PCGrad`, the method
     runs on the Gramian.
 
     It is stateful: the targets persist across calls, and :meth:`reset` sets them back to 0 (and restarts

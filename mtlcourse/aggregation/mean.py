@@ -18,7 +18,7 @@ class Mean(Aggregator):
     gradient dominates. Those two failure modes are what the other aggregators try to fix.
 
     Args:
-        level: ``"parameters"`` (default) or ``"representation"``; see :class:`Aggregator`.
+        level: ``"parameters"`` (default) or ``"representation"``; see :class:`~mtlcourse.aggregation.base.Aggregator`.
 
     Shape:
         jacobian: ``[T, P]``; returns ``[P]``. ``last_weights`` is ``[T]``, every entry ``1 / T``.

@@ -13,11 +13,11 @@ class Sum(Aggregator):
 
     .. math:: d = \sum_{t=1}^{T} g_t = J^\top \mathbf{1}
 
-    :class:`Mean` times ``T``: the same direction, a step ``T`` times longer for the same learning rate. It
-    is the aggregator form of :class:`mtlcourse.weighting.EqualWeighting`.
+    :class:`~mtlcourse.aggregation.mean.Mean` times ``T``: the same direction, a step ``T`` times longer for the same learning rate. It
+    is the aggregator form of :class:`mtlcourse.weighting.equal.EqualWeighting`.
 
     Args:
-        level: ``"parameters"`` (default) or ``"representation"``; see :class:`Aggregator`.
+        level: ``"parameters"`` (default) or ``"representation"``; see :class:`~mtlcourse.aggregation.base.Aggregator`.
 
     Shape:
         jacobian: ``[T, P]``; returns ``[P]``. ``last_weights`` is ``[T]``, every entry 1.

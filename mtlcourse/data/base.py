@@ -220,7 +220,7 @@ def labelled_mask(target: Tensor, task: Task) -> Tensor:
 
 
 def balance(target: Tensor, task: Task) -> str:
-    """A short description of how the labels of ``task`` are distributed, for :meth:`summary`."""
+    """A short description of how the labels of ``task`` are distributed, for :meth:`TensorMultiTaskDataset.summary`."""
     if TARGET_DTYPE[task.kind] == "long":
         known = target[target >= 0]  # [n] (pixels, for segmentation)
         if known.numel() == 0:

@@ -26,11 +26,11 @@ BACKGROUND_LEVEL = 0.4
 STRIPE_PHASES = 8  # the stripes' phase takes one of this many values
 OUTSIDE = 1e4  # a separable term this large puts a pixel outside every shape
 CROSS_ARM = 1.0 / 3.0  # half-width of a cross's arms, relative to the object's half side
-#: Area of each shape as a fraction of its square bounding box: pi/4, 1, 1/2, and 1 - 4 (1/3)^2 for the cross.
+#: Area of each shape as a fraction of its square bounding box (pi/4, 1, 1/2, and 1 - 4 (1/3)^2 for the cross).
 AREA = (math.pi / 4, 1.0, 0.5, 1.0 - 4 * ((1 - CROSS_ARM) / 2) ** 2)
 #: Any other object's side is at most this fraction of the side it would need to match the main object's area.
 MAIN_MARGIN = 0.8
-#: What an empty grid cell holds: class -1 (no object) and harmless values (a side of 1 avoids dividing by 0).
+#: What an empty grid cell holds. Class -1 means no object; a side of 1 avoids dividing by 0.
 EMPTY_CELL = {"cls": -1, "cx": 0.0, "cy": 0.0, "side": 1.0, "brightness": 0.0, "color": 0}
 
 

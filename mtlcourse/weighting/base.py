@@ -19,10 +19,10 @@ class LossWeighting(nn.Module):
 
     The training loop calls the hooks below; a method overrides those it needs and never the loop:
 
-    - :meth:`on_step_end` after every optimiser step, with the step's detached losses and, when the
+    - :meth:`~mtlcourse.weighting.base.LossWeighting.on_step_end` after every optimiser step, with the step's detached losses and, when the
       method sets ``needs_losses_after_step = True``, the losses of the same batch recomputed after
       the step (FAMO needs them);
-    - :meth:`on_epoch_end` after every epoch, with the epoch's mean training losses (DWA needs them);
+    - :meth:`~mtlcourse.weighting.base.LossWeighting.on_epoch_end` after every epoch, with the epoch's mean training losses (DWA needs them);
     - :meth:`reset` before training starts, which clears any state from a previous run.
 
     ``last_weights`` holds the weights of the latest call, for logging (``None`` before the first).

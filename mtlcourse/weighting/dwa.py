@@ -22,7 +22,7 @@ class DWA(LossWeighting):
     so the weights always sum to :math:`T`. A ratio near 1 means the loss has stalled; a small ratio
     means it is falling fast. A larger :math:`\tau` makes the weights more equal. During the first two
     epochs there is no ratio yet and every weight is 1. The weights only change between epochs:
-    :meth:`on_epoch_end` (called by :func:`mtlcourse.train.fit`) records each epoch's mean losses.
+    :meth:`~mtlcourse.weighting.base.LossWeighting.on_epoch_end` (called by :func:`mtlcourse.train.fit`) records each epoch's mean losses.
 
     Reference: Liu, Johns and Davison, "End-to-End Multi-Task Learning with Attention", CVPR 2019.
 
@@ -30,7 +30,7 @@ class DWA(LossWeighting):
         temperature: :math:`\tau`, positive; the paper uses 2.
 
     Shape:
-        losses: ``[T]``. Returns a scalar. ``epoch_losses`` given to :meth:`on_epoch_end`: ``[T]``, positive.
+        losses: ``[T]``. Returns a scalar. ``epoch_losses`` given to :meth:`~mtlcourse.weighting.base.LossWeighting.on_epoch_end`: ``[T]``, positive.
 
     Example:
         >>> method = DWA()

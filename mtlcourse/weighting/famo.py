@@ -57,7 +57,7 @@ class FAMO(LossWeighting):
     Shape:
         losses: ``[T]``, above ``min_losses``. Returns a scalar; ``last_weights``: ``[T]``.
 
-    The training loop must give :meth:`on_step_end` the recomputed losses (``needs_losses_after_step``);
+    The training loop must give :meth:`~mtlcourse.weighting.base.LossWeighting.on_step_end` the recomputed losses (``needs_losses_after_step``);
     :func:`mtlcourse.train.fit` and :func:`mtlcourse.toy.run_toy` do.
 
     Example:

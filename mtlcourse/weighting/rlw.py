@@ -18,7 +18,7 @@ class RLW(LossWeighting):
 
     The weights are positive and sum to 1, as in the paper; we do not multiply them by :math:`T`. Their
     mean is :math:`1/T`, so the objective is on the scale of the *mean* task loss, :math:`T` times smaller
-    than :class:`~mtlcourse.weighting.EqualWeighting`'s sum. With Adam this constant factor does not
+    than :class:`~mtlcourse.weighting.equal.EqualWeighting`'s sum. With Adam this constant factor does not
     change the steps; with SGD, compare against equal weighting at a learning rate :math:`T` times larger.
 
     Reference: Lin, Ye, Zhang and Tsang, "Reasonable Effectiveness of Random Weighting: A Litmus Test for

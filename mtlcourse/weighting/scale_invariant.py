@@ -18,7 +18,7 @@ class ScaleInvariant(LossWeighting):
     so the equivalent weights are :math:`w_t = 1 / L_t` (held in ``last_weights``). Multiplying a loss by
     a constant only adds a constant to :math:`\mathcal{L}` and leaves the gradient unchanged: the method is
     invariant to the scale of each loss, which is the problem of summing losses of different kinds. Its
-    minimisers are the same as those of :class:`~mtlcourse.weighting.GLS` (the geometric mean is
+    minimisers are the same as those of :class:`~mtlcourse.weighting.gls.GLS` (the geometric mean is
     :math:`\exp(\mathcal{L}/T)`), but its gradient does not shrink as the losses fall.
 
     References: the "scale-invariant" baseline of Navon et al., "Multi-Task Learning as a Bargaining
