@@ -31,7 +31,9 @@ class GradNorm(Aggregator):
     layer, while this class uses the Jacobian rows it is given (all shared parameters by default, or the
     shared representation with ``level="representation"``); the paper updates the weights with the
     network's optimiser, here with plain gradient steps of rate ``lr``; and weights are clipped at 0 before
-    the renormalisation (the paper does not say what a negative weight should do).
+    the renormalisation (the paper does not say what a negative weight should do). Because the step is
+    ``lr`` times the gradient norms, how fast the weights move depends on the scale of those norms: at the
+    representation level, where the norms are small, the weights barely move with the default ``lr``.
 
     It is stateful: the weights and :math:`L(0)` persist across calls, and :meth:`reset` forgets them.
     Larger ``alpha`` pulls harder towards equal training rates; ``alpha = 0`` asks for equal weighted

@@ -43,7 +43,7 @@ class FAMO(LossWeighting):
     version (Algorithm 2) and the official code, the step on :math:`\xi` is taken with Adam (step size
     :math:`\beta`, L2 decay :math:`\gamma`), whose state this method keeps between steps.
 
-    Reference: Liu, Liu, Stone and Liu, "FAMO: Fast Adaptive Multitask Optimization", NeurIPS 2023.
+    Reference: Liu, Feng, Stone and Liu, "FAMO: Fast Adaptive Multitask Optimization", NeurIPS 2023.
 
     Args:
         num_tasks: the number of tasks ``T``.
