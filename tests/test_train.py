@@ -68,7 +68,9 @@ def test_same_seed_same_result(data):
 
 def test_fixed_weights_are_logged(data):
     train, _ = data
-    history = fit(small_model(train.tasks), train, epochs=1, method=FixedWeighting([0.3, 0.7]), progress=False)
+    history = fit(
+        small_model(train.tasks), train, epochs=1, method=FixedWeighting([0.3, 0.7]), progress=False
+    )
     assert history.weights[0] == pytest.approx([0.3, 0.7])
 
 
