@@ -81,6 +81,18 @@ def check_positive(name: str, value: float) -> None:
         raise ValueError(f"{name} must be positive, got {value!r}")
 
 
+def check_task_count(num_tasks: int) -> None:
+    """Raise ``ValueError`` unless ``num_tasks`` (a method's constructor argument) is a positive integer."""
+    if not isinstance(num_tasks, int) or num_tasks < 1:
+        raise ValueError(f"num_tasks must be a positive integer, got {num_tasks!r}")
+
+
+def check_positive_losses(method: nn.Module, losses: Tensor) -> None:
+    """Raise ``ValueError`` unless every loss is positive (methods that take logarithms of the losses)."""
+    if not bool((losses > 0).all()):
+        raise ValueError(f"{type(method).__name__} needs positive losses, got {losses.detach().tolist()}")
+
+
 def check_num_tasks(method: nn.Module, expected: int, losses: Tensor) -> None:
     """Raise ``ValueError`` when a method built for ``expected`` tasks sees another number of losses."""
     if losses.shape[0] != expected:

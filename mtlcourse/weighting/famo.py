@@ -8,7 +8,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from mtlcourse.weighting.base import LossWeighting, check_losses, check_num_tasks, check_positive
+from mtlcourse.weighting.base import (
+    LossWeighting,
+    check_losses,
+    check_num_tasks,
+    check_positive,
+    check_task_count,
+)
 
 #: Adam's moment decay rates and denominator epsilon for the logits (PyTorch's defaults, as in the paper's code).
 ADAM_BETAS = (0.9, 0.999)
@@ -163,8 +169,7 @@ class FAMO(LossWeighting):
 
 def check_famo_arguments(num_tasks: int, gamma: float, min_losses: Sequence[float] | None) -> None:
     """Raise ``ValueError`` for a ``num_tasks``, ``gamma`` or ``min_losses`` FAMO cannot use."""
-    if not isinstance(num_tasks, int) or num_tasks < 1:
-        raise ValueError(f"num_tasks must be a positive integer, got {num_tasks!r}")
+    check_task_count(num_tasks)
     if not gamma >= 0:
         raise ValueError(f"gamma must be non-negative, got {gamma!r}")
     if min_losses is not None and (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mtlcourse.weighting.base import LossWeighting, check_losses
+from mtlcourse.weighting.base import LossWeighting, check_losses, check_positive_losses
 
 
 class GLS(LossWeighting):
@@ -42,8 +42,7 @@ class GLS(LossWeighting):
 
     def weights(self, losses: Tensor) -> Tensor:
         check_losses(losses)
-        if not bool((losses > 0).all()):
-            raise ValueError(f"GLS needs positive losses, got {losses.detach().tolist()}")
+        check_positive_losses(self, losses)
         gls = losses.log().mean().exp()  # scalar, the geometric mean
         return gls / (losses.numel() * losses)  # [T]
 

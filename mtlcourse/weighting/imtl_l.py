@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mtlcourse.weighting.base import LossWeighting, check_losses, check_num_tasks
+from mtlcourse.weighting.base import LossWeighting, check_losses, check_num_tasks, check_task_count
 
 
 class IMTLL(LossWeighting):
@@ -44,8 +44,7 @@ class IMTLL(LossWeighting):
 
     def __init__(self, num_tasks: int) -> None:
         super().__init__()
-        if not isinstance(num_tasks, int) or num_tasks < 1:
-            raise ValueError(f"num_tasks must be a positive integer, got {num_tasks!r}")
+        check_task_count(num_tasks)
         self.num_tasks = num_tasks
         self.log_scales = nn.Parameter(torch.zeros(num_tasks))  # [T] s_t
 

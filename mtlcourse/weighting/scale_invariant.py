@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from mtlcourse.weighting.base import LossWeighting, check_losses
+from mtlcourse.weighting.base import LossWeighting, check_losses, check_positive_losses
 
 
 class ScaleInvariant(LossWeighting):
@@ -40,8 +40,7 @@ class ScaleInvariant(LossWeighting):
 
     def weights(self, losses: Tensor) -> Tensor:
         check_losses(losses)
-        if not bool((losses > 0).all()):
-            raise ValueError(f"ScaleInvariant needs positive losses, got {losses.detach().tolist()}")
+        check_positive_losses(self, losses)
         return 1.0 / losses  # [T]
 
     def forward(self, losses: Tensor) -> Tensor:
