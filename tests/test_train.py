@@ -112,3 +112,27 @@ def test_a_non_finite_loss_stops_training_with_the_task_and_epoch(data):
     broken.targets["size"][5] = math.inf
     with pytest.raises(FloatingPointError, match=r"epoch 0: non-finite loss for task\(s\) \['size'\]"):
         fit(small_model(train.tasks), broken, epochs=1, progress=False)
+
+
+class ListDataset(torch.utils.data.Dataset):
+    """A dataset without in-memory tensors: fit must go through a DataLoader."""
+
+    def __init__(self, data):
+        self.items = [data[i] for i in range(len(data))]
+        self.tasks = data.tasks
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        return self.items[index]
+
+
+def test_any_dataset_of_image_and_targets_trains_through_a_dataloader(data):
+    train, val = data
+    model = small_model(train.tasks)
+    history = fit(model, ListDataset(train.subset(range(200))), ListDataset(val), epochs=2, progress=False)
+    assert len(history.val_loss["color"]) == 2
+    fast = evaluate(model, val)
+    slow = evaluate(model, ListDataset(val))
+    assert slow["color"]["accuracy"] == pytest.approx(fast["color"]["accuracy"])
