@@ -52,9 +52,6 @@ class AlignedMTL(GramianWeighting):
     Used in chapter 06.
     """
 
-    #: Whether the direction never conflicts with a task gradient (``J d >= 0``) whatever ``J`` is.
-    non_conflicting = False
-
     def __init__(self, scale_mode: str = "min", level: str = "parameters") -> None:
         super().__init__(level=level)
         check_choice("scale_mode", scale_mode, SCALE_MODES)

@@ -30,6 +30,9 @@ class Aggregator(nn.Module):
     """
 
     needs_losses_after_step: bool = False
+    #: Whether the direction never conflicts with a task gradient (``J d >= 0``) whatever ``J`` is;
+    #: a method that promises it sets ``True``, and the property tests hold it to that promise.
+    non_conflicting: bool = False
 
     def __init__(self, level: str = "parameters") -> None:
         super().__init__()

@@ -64,9 +64,6 @@ class CAGrad(GramianWeighting):
     Used in chapter 06.
     """
 
-    #: Whether the direction never conflicts with a task gradient (``J d >= 0``) whatever ``J`` is.
-    non_conflicting = False
-
     def __init__(self, c: float = 0.4, rescale: int = 1, level: str = "parameters") -> None:
         super().__init__(level=level)
         check_range("c", c, 0.0, float("inf"), high_open=True)

@@ -53,9 +53,6 @@ class DBMTL(Aggregator):
     Used in chapter 07.
     """
 
-    #: Whether the direction never conflicts with a task gradient (``J d >= 0``) whatever ``J`` is.
-    non_conflicting = False
-
     def __init__(
         self, beta: float = 0.9, beta_sigma: float = 0.0, eps: float = 1e-8, level: str = "parameters"
     ) -> None:

@@ -50,9 +50,6 @@ class GradDrop(Aggregator):
     Used in chapter 07.
     """
 
-    #: Whether the direction never conflicts with a task gradient (``J d >= 0``) whatever ``J`` is.
-    non_conflicting = False
-
     def __init__(
         self, leak: float | Sequence[float] = 0.0, seed: int | None = 0, level: str = "representation"
     ) -> None:

@@ -62,9 +62,6 @@ class GradNorm(Aggregator):
     Used in chapter 05.
     """
 
-    #: Whether the direction never conflicts with a task gradient (``J d >= 0``) whatever ``J`` is.
-    non_conflicting = False
-
     def __init__(self, alpha: float = 1.5, lr: float = 0.025, level: str = "parameters") -> None:
         super().__init__(level=level)
         check_range("alpha", alpha, 0.0, float("inf"), high_open=True)

@@ -55,9 +55,6 @@ class GradVac(GramianWeighting):
     Used in chapter 07.
     """
 
-    #: Whether the direction never conflicts with a task gradient (``J d >= 0``) whatever ``J`` is.
-    non_conflicting = False
-
     def __init__(self, beta: float = 0.01, seed: int | None = 0, level: str = "parameters") -> None:
         super().__init__(level=level)
         check_range("beta", beta, 0.0, 1.0)

@@ -49,9 +49,6 @@ class IMTLG(GramianWeighting):
     Used in chapter 06.
     """
 
-    #: Whether the direction never conflicts with a task gradient (``J d >= 0``) whatever ``J`` is.
-    non_conflicting = False
-
     def weights(self, gramian: Tensor) -> Tensor:
         rtol = gramian.shape[0] * torch.finfo(gramian.dtype).eps
         return weights_like(imtlg_weights(gramian_to_numpy(gramian), rtol), gramian)  # [T]

@@ -29,9 +29,6 @@ class Sum(Aggregator):
     Used in chapter 06.
     """
 
-    #: Whether the direction never conflicts with a task gradient (``J d >= 0``) whatever ``J`` is.
-    non_conflicting = False
-
     def forward(self, jacobian: Tensor, losses: Tensor | None = None) -> Tensor:
         check_jacobian(jacobian)
         T = jacobian.shape[0]
