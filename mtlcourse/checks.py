@@ -6,6 +6,13 @@ running; it raises ``AssertionError`` when ``strict=True``, or, with the default
 environment variable ``CI`` is ``true`` or ``1`` (continuous integration), so that a broken chapter fails
 the build. ``strict=False`` never raises.
 
+An exercise of a chapter is three cells: the learner's cell, which starts with a placeholder (``None``, or
+a function that returns ``None``); a check function that reads the learner's names, passes their values
+through :func:`answer` and returns the result of the checks; and :func:`grade`, which runs it. An answer
+that is still the placeholder makes :func:`answer` raise :class:`NotAnswered`, and :func:`grade` prints
+``⏳ ... not answered yet ...`` instead of a failure, so that "Run all" goes on; it never raises, in CI
+either. The reference solution of a chapter is graded by the same check function.
+
 Example:
     >>> check(2 + 2 == 4, "two plus two is four")
     ✅ Check passed: two plus two is four
@@ -13,6 +20,15 @@ Example:
     >>> check(2 + 2 == 5, "two plus two is five", hint="count again", strict=False)
     ❌ Check failed: two plus two is five Hint: count again
     False
+    >>> my_sum = None  # the learner's cell, not answered yet
+    >>> def check_sum():
+    ...     return check(answer(my_sum) == 4, "my_sum is two plus two")
+    >>> grade(check_sum)
+    ⏳ Exercise not answered yet: replace the placeholder in the exercise cell, run it, then run this cell again.
+    >>> my_sum = 4  # the learner answers
+    >>> grade(check_sum)
+    ✅ Check passed: my_sum is two plus two
+    True
 
 Used in chapter 00 and in the exercises of every chapter after.
 """
@@ -21,7 +37,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -68,6 +85,76 @@ def check(condition: bool, message: str, hint: str = "", strict: bool | None = N
     if strict or (strict is None and running_in_ci()):
         raise AssertionError(line)
     return False
+
+
+class NotAnswered(Exception):
+    """Raised by :func:`answer` while an exercise's answer is still its placeholder."""
+
+
+#: What a learner's cell holds before it is answered: ``None`` (or ``...``, Python's Ellipsis).
+PLACEHOLDERS = (None, Ellipsis)
+
+
+def answer(value: Any) -> Any:
+    """Return the learner's ``value``, or raise :class:`NotAnswered` if it is still a placeholder.
+
+    Example:
+        >>> answer(0.5)
+        0.5
+        >>> answer(None)
+        Traceback (most recent call last):
+        ...
+        mtlcourse.checks.NotAnswered: the answer is still the placeholder None
+
+    Used in chapter 00.
+    """
+    if any(value is placeholder for placeholder in PLACEHOLDERS):
+        raise NotAnswered(f"the answer is still the placeholder {value!r}")
+    return value
+
+
+def grade(check_answer: Callable[[], bool], strict: bool | None = None) -> bool | None:
+    """Run an exercise's check function and report on the learner's answer in one line.
+
+    Args:
+        check_answer: a function without arguments that reads the learner's answer (through
+            :func:`answer`), runs the checks of this module on it and returns whether they all passed.
+        strict: as in :func:`check` (default ``None``: raise only in CI); used when the learner's code
+            raises an error.
+
+    Returns:
+        ``True`` when the answer passes, ``False`` when it fails, ``None`` when it is not answered yet: the
+        placeholder is still there, or the learner's function raises ``NotImplementedError``. Not answered
+        is never an error, in CI either, so that a notebook runs to the end before the learner starts.
+
+    Raises:
+        AssertionError: when the learner's code raises any other error (its type and message are printed),
+            if ``strict`` is ``True``, or ``None`` in CI.
+        TypeError: when ``check_answer`` does not return ``True`` or ``False``.
+
+    Example:
+        >>> def check_one():
+        ...     return check_close(answer(1 / 3), 0.333, name="one third", atol=1e-3)
+        >>> grade(check_one)
+        ✅ Check passed: one third = 0.333333 is close to 0.333
+        True
+
+    Used in chapter 00.
+    """
+    try:
+        passed = check_answer()
+    except (NotAnswered, NotImplementedError):
+        print(
+            "⏳ Exercise not answered yet: replace the placeholder in the exercise cell, run it, then run "
+            "this cell again."
+        )
+        return None
+    except Exception as error:  # the learner's code failed: say how, in one line, and let the notebook go on
+        message = f"your answer raised {type(error).__name__}: {error}"
+        return check(False, message, hint="run the exercise cell on its own and read the error", strict=strict)
+    if not isinstance(passed, bool):
+        raise TypeError(f"a check function must return True or False, got {passed!r}")
+    return passed
 
 
 def _as_float_tensor(value: float | Sequence | Tensor) -> Tensor:
@@ -123,7 +210,7 @@ def check_close(
     """
     if rtol < 0 or atol < 0:
         raise ValueError(f"rtol and atol must be at least 0, got rtol={rtol}, atol={atol}")
-    a, e = _as_float_tensor(actual), _as_float_tensor(expected)
+    a, e = _as_float_tensor(answer(actual)), _as_float_tensor(expected)
     try:
         torch.broadcast_shapes(a.shape, e.shape)
     except RuntimeError:
@@ -165,7 +252,7 @@ def check_shape(
 
     Used in chapter 01.
     """
-    actual = tuple(tensor.shape)
+    actual = tuple(answer(tensor).shape)
     expected = tuple(shape)
     matches = len(actual) == len(expected) and all(e is None or a == e for a, e in zip(actual, expected))
     if matches:
@@ -208,7 +295,7 @@ def check_between(
     """
     if high < low:
         raise ValueError(f"high must be at least low, got low={low}, high={high}")
-    number = _as_float_tensor(value)
+    number = _as_float_tensor(answer(value))
     if number.numel() != 1:
         raise ValueError(f"{name} must be a single number, got a tensor of shape {tuple(number.shape)}")
     x = number.item()
