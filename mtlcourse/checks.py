@@ -87,7 +87,7 @@ def check(condition: bool, message: str, hint: str = "", strict: bool | None = N
     return False
 
 
-class NotAnswered(Exception):
+class NotAnswered(Exception):  # noqa: N818 (a state of the exercise, not an error)
     """Raised by :func:`answer` while an exercise's answer is still its placeholder."""
 
 
@@ -151,7 +151,9 @@ def grade(check_answer: Callable[[], bool], strict: bool | None = None) -> bool 
         return None
     except Exception as error:  # the learner's code failed: say how, in one line, and let the notebook go on
         message = f"your answer raised {type(error).__name__}: {error}"
-        return check(False, message, hint="run the exercise cell on its own and read the error", strict=strict)
+        return check(
+            False, message, hint="run the exercise cell on its own and read the error", strict=strict
+        )
     if not isinstance(passed, bool):
         raise TypeError(f"a check function must return True or False, got {passed!r}")
     return passed
