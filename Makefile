@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: book test lint unit notebooks book-check clean
+.PHONY: book test lint unit notebooks student book-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ unit: $(STAMP)
 
 notebooks: $(STAMP)
 	$(BIN)/python -m pytest --nbval-lax -o addopts="-p no:cacheprovider" notebooks/
+
+# Plain .ipynb copies of the chapters for Jupyter and Colab: no MyST, solutions at the end (book/student.py).
+student: $(STAMP)
+	$(BIN)/python book/student.py
 
 book-check: $(STAMP)
 	rm -rf _build
