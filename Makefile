@@ -26,8 +26,10 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest
 
-notebooks: $(STAMP)
-	$(BIN)/python -m pytest --nbval-lax -o addopts="-p no:cacheprovider" notebooks/
+# Run every student notebook top to bottom, as a learner who answers no exercise would: every cell must
+# run, and every check cell must report "not answered yet" (conftest.py). CI=true makes a failing check raise.
+notebooks: student
+	CI=true $(BIN)/python -m pytest --nbval-lax -o addopts="-p no:cacheprovider" _build/student/
 
 # Plain .ipynb copies of the chapters for Jupyter and Colab: no MyST, solutions at the end (book/student.py).
 student: $(STAMP)

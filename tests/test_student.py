@@ -10,8 +10,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from nbval.plugin import IPyNbCell, NbCellError
 from pybtex.database import parse_string
 
+import conftest
 from mtlcourse.models.hard_sharing import HardParameterSharing
 from mtlcourse.tasks import Task
 from mtlcourse.train import train_one_epoch
@@ -524,3 +526,42 @@ def test_built_chapter_keeps_one_check_cell_per_exercise(path, built):
     checks = [cell for cell in result.cells if "check" in cell.metadata.get("tags", [])]
     learners = [cell for cell in result.cells if "exercise" in cell.metadata.get("tags", [])]
     assert len(checks) == len(learners) == exercises
+
+
+# ---------------------------------------------------------------- the check-cell rule of conftest.py
+
+
+def nbval_cell(printed: str, cell_tags: list[str]) -> IPyNbCell:
+    """An nbval cell item after its run, without a kernel: the hook only reads these attributes."""
+    item = IPyNbCell.__new__(IPyNbCell)
+    item.cell = nbformat.v4.new_code_cell("grade(check_x)", metadata={"tags": cell_tags})
+    item.cell_num = 7
+    item.test_outputs = [nbformat.v4.new_output("stream", text=printed)]
+    return item
+
+
+def run_hook(item) -> None:
+    hook = conftest.pytest_runtest_call(item)
+    next(hook)
+    with pytest.raises(StopIteration):
+        hook.send(None)
+
+
+def test_check_cell_that_says_not_answered_passes():
+    run_hook(nbval_cell("⏳ Exercise not answered yet: replace the placeholder ...\n", ["check"]))
+
+
+@pytest.mark.parametrize("printed", ["✅ Check passed: x = 2\n", "❌ Check failed: x = 3\n"])
+def test_check_cell_that_grades_an_answer_fails(printed):
+    with pytest.raises(NbCellError, match="should print 'not answered yet'"):
+        run_hook(nbval_cell(printed, ["check"]))
+
+
+class OtherItem(pytest.Item):
+    def runtest(self) -> None:
+        pass
+
+
+def test_other_cells_and_tests_are_left_alone():
+    run_hook(nbval_cell("✅ Check passed\n", ["exercise"]))
+    run_hook(OtherItem.__new__(OtherItem))
