@@ -27,6 +27,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
+from mtlcourse.stats import t_interval
 from mtlcourse.tasks import Task, select_tasks
 
 RIGHT, WRONG, NEUTRAL = "tab:green", "tab:red", "black"
@@ -472,23 +473,24 @@ def plot_confusion(
     return fig
 
 
-def _mean_and_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
+def _mean_and_half_width(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95% t-interval (0 for a single value, which has no interval)."""
     if len(values) == 0:
         raise ValueError("every entry of results needs at least one value")
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return statistics.fmean(values), std
+    interval = t_interval(values)
+    return interval.mean, 0.0 if interval.n == 1 else interval.half_width
 
 
 def plot_bars(
     results: Mapping[str, Mapping[str, Sequence[float]]],
     ylabel: str = "score",
-    title: str = "Mean ± standard deviation over seeds",
+    title: str = "Mean over seeds with its 95% t-interval",
     ax: Axes | None = None,
 ) -> Figure:
-    """Grouped bars: one group per task, one bar per setting, the mean over seeds with a ±std error bar.
+    """Grouped bars: one group per task, one bar per setting, the mean over seeds with its 95% t-interval.
 
-    Each seed's value is drawn as a dot on its bar, so the spread behind the error bar stays visible.
+    The error bar is the Student-t interval of :func:`mtlcourse.stats.t_interval` (n - 1 degrees of
+    freedom). Each seed's value is drawn as a dot on its bar, so the values behind the interval stay visible.
 
     Args:
         results: ``{setting: {task: [value per seed]}}``, e.g. ``{"shared": {"shape": [0.9, 0.92]}}``.
@@ -517,9 +519,9 @@ def plot_bars(
     for s, setting in enumerate(settings):
         offset = (s - (len(settings) - 1) / 2) * width
         positions = [t + offset for t, task in enumerate(tasks) if task in results[setting]]
-        stats = [_mean_and_std(results[setting][task]) for task in tasks if task in results[setting]]
-        means, stds = [m for m, _ in stats], [d for _, d in stats]
-        ax.bar(positions, means, width, yerr=stds, capsize=4, label=setting)
+        stats = [_mean_and_half_width(results[setting][task]) for task in tasks if task in results[setting]]
+        means, errors = [m for m, _ in stats], [h for _, h in stats]
+        ax.bar(positions, means, width, yerr=errors, capsize=4, label=setting)
         for x, task in zip(positions, [t for t in tasks if t in results[setting]]):
             seeds = list(results[setting][task])
             ax.scatter([x] * len(seeds), seeds, s=12, color="black", zorder=3, label=seed_label)

@@ -231,7 +231,7 @@ def test_plot_confusion_normalised_rows_and_counts():
         plot_confusion(confusion, class_names=["a", "b"])
 
 
-def test_plot_bars_means_and_standard_deviations():
+def test_plot_bars_means_and_t_intervals():
     results = {
         "shared": {"shape": [0.9, 0.8, 0.85], "color": [0.7, 0.7, 0.7]},
         "single": {"shape": [0.6, 0.8]},
@@ -242,7 +242,8 @@ def test_plot_bars_means_and_standard_deviations():
     assert heights == [0.85, 0.7, 0.7]  # shared: shape, color; single: shape only
     caps = [c for c in ax.containers if hasattr(c, "has_yerr")]
     segments = caps[0].lines[2][0].get_segments()  # the error bar of the first bar
-    assert segments[0][:, 1] == pytest.approx([0.8, 0.9])  # mean 0.85 +- sample std 0.05
+    half = 4.303 * 0.05 / 3**0.5  # t(0.975, 2) * sample std / sqrt(n)
+    assert segments[0][:, 1] == pytest.approx([0.85 - half, 0.85 + half], rel=1e-3)
     assert ax.get_ylabel() == "test accuracy" and ax.get_title() == "over seeds"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["one seed", "shared", "single"]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["shape", "color"]
