@@ -13,7 +13,6 @@ Used in chapter 00 (:func:`show_samples`), 01 (:func:`plot_history`, :func:`plot
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
