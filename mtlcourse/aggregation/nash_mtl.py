@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import torch  # noqa: F401 (the doctest examples use it)
+import torch
 from torch import Tensor
 
 from mtlcourse.aggregation.base import GramianWeighting
 from mtlcourse.aggregation.helpers import check_positive_int, check_range
-from mtlcourse.aggregation.solvers import gramian_to_numpy, weights_like
+from mtlcourse.aggregation.solvers import gramian_to_numpy, min_norm_weights, weights_like
 
 
 class NashMTL(GramianWeighting):
@@ -29,9 +29,11 @@ class NashMTL(GramianWeighting):
     What it promises: every task improves, :math:`g_t^\top d = 1/\alpha_t > 0`, so ``J d > 0``; the direction
     is invariant to the scale of each task's gradient (scaling :math:`g_t` by ``s`` divides
     :math:`\alpha_t` by ``s``); and :math:`\lVert d \rVert^2 = \alpha^\top G \alpha = T`. A solution exists
-    only when no non-negative combination of the gradients is zero (for example when they are linearly
-    independent); a zero gradient, or ``g`` and ``-g``, has none, and the method raises instead of
-    guessing.
+    only when no convex combination of the gradients is zero. When one is (a zero gradient, or ``g`` and
+    ``-g``), the point is *Pareto-stationary*: no direction improves every task, so there is nothing to
+    bargain over, and the method's answer is the zero direction (``alpha = 0``). It tests this first, with
+    MGDA's min-norm point of the gradients scaled to unit length (:func:`pareto_stationary`), to the
+    rounding of the Gramian's dtype.
 
     As in the authors' code, ``max_norm`` clips the norm of ``d`` (their ``clip_grad_norm_`` on the shared
     parameters) and ``update_weights_every`` re-solves only every that many calls, reusing the previous
@@ -48,8 +50,8 @@ class NashMTL(GramianWeighting):
         level: ``"parameters"`` (default) or ``"representation"``.
 
     Raises:
-        RuntimeError: when the Newton steps do not meet ``tol`` within ``max_iter`` steps, or a task's
-            gradient is zero: no bargaining solution exists there. It never falls back to another method.
+        RuntimeError: when the Newton steps do not meet ``tol`` within ``max_iter`` steps at a point that is
+            not Pareto-stationary. It never falls back to another method.
 
     Shape:
         jacobian: ``[T, P]``; returns ``[P]``. ``last_weights`` is ``alpha`` after clipping, ``[T]``.
@@ -57,6 +59,8 @@ class NashMTL(GramianWeighting):
     Example:
         >>> NashMTL()(torch.tensor([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]]))
         tensor([0.0542, 0.7061, 0.7061])
+        >>> NashMTL()(torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))  # opposite gradients: Pareto-stationary
+        tensor([0., 0.])
 
     Used in chapter 06.
     """
@@ -91,7 +95,8 @@ class NashMTL(GramianWeighting):
                 f"NashMTL holds weights for {self._alpha.shape[0]} tasks but got {T}; call reset()"
             )
         if self._alpha is None or self._calls % self.update_weights_every == 0:
-            self._alpha = nash_weights(gramian_to_numpy(gramian), self.max_iter, self.tol)  # [T]
+            rounding = 10 * T * torch.finfo(gramian.dtype).eps  # how exactly G's dtype can tell cosines apart
+            self._alpha = nash_weights(gramian_to_numpy(gramian), self.max_iter, self.tol, rounding)  # [T]
         self._calls += 1
         alpha = weights_like(self._alpha, gramian)  # [T]
         if self.max_norm > 0:
@@ -114,16 +119,32 @@ class NashMTL(GramianWeighting):
         }
 
 
-def nash_weights(G: np.ndarray, max_iter: int, tol: float) -> np.ndarray:
-    r"""The solution ``[T]`` of :math:`G\alpha = 1/\alpha`, :math:`\alpha > 0`, for a float64 Gramian."""
+def nash_weights(G: np.ndarray, max_iter: int, tol: float, rounding: float = 0.0) -> np.ndarray:
+    r"""The solution ``[T]`` of :math:`G\alpha = 1/\alpha`, :math:`\alpha > 0`, for a float64 Gramian.
+
+    Zeros at a Pareto-stationary point (:func:`pareto_stationary` with ``rounding``), where none exists.
+    """
     norms = np.sqrt(np.clip(np.diag(G), 0.0, None))  # [T]
-    if (norms <= 0).any():
-        zero = np.flatnonzero(norms <= 0).tolist()
-        raise RuntimeError(
-            f"Nash-MTL: the gradient of task(s) {zero} is zero, so G alpha = 1/alpha has no positive solution"
-        )
+    if (norms <= 0).any():  # a zero gradient: that task cannot improve, whatever the direction
+        return np.zeros_like(norms)  # [T]
     C = G / norms[:, None] / norms[None, :]  # [T, T] cosines; alpha = beta / norms
+    if pareto_stationary(C, rounding):
+        return np.zeros_like(norms)  # [T]
     return _bargaining_newton(C, max_iter, tol) / norms  # [T]
+
+
+def pareto_stationary(C: np.ndarray, rounding: float) -> bool:
+    r"""Whether some convex combination of unit-length gradients (cosines ``C`` ``[T, T]``) is zero.
+
+    The squared norm of MGDA's min-norm point, :math:`\min_{w \in \Delta^T} w^\top C w`, is zero exactly
+    there; ``rounding`` is how far from zero the Gramian's dtype can still mean zero.
+
+    Example:
+        >>> pareto_stationary(np.array([[1.0, -1.0], [-1.0, 1.0]]), rounding=1e-12)
+        True
+    """
+    w = min_norm_weights(C)  # [T]
+    return float(w @ C @ w) <= rounding
 
 
 def _bargaining_newton(C: np.ndarray, max_iter: int, tol: float) -> np.ndarray:
@@ -153,6 +174,6 @@ def _bargaining_newton(C: np.ndarray, max_iter: int, tol: float) -> np.ndarray:
 def _no_solution_message(max_iter: int, residual: float, tol: float) -> str:
     return (
         f"Nash-MTL: G alpha = 1/alpha not solved in max_iter={max_iter} Newton steps (residual {residual:.2e} "
-        f"> tol={tol}); a solution exists only if no non-negative combination of the gradients is zero, "
-        "e.g. when they are linearly independent"
+        f"> tol={tol}), although the gradients are not Pareto-stationary; nearly opposite gradients make "
+        "alpha very large and the steps many: raise max_iter or tol"
     )

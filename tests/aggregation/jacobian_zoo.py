@@ -2,7 +2,7 @@
 
 Every case is a float64 CPU tensor ``[T, P]`` with positive task losses ``[T]`` and two facts the tests
 need: whether the rows are linearly independent (``full_rank``) and whether zero lies in the convex hull of
-the rows (``zero_in_hull``: then MGDA returns 0 and Nash-MTL has no solution). The facts hold by
+the rows (``zero_in_hull``: a Pareto-stationary point, where MGDA and Nash-MTL return 0). The facts hold by
 construction, not by calling the code under test.
 
 Set ``MTLCOURSE_TEST_DEVICE=cuda`` to run the device-dependent tests on a GPU.

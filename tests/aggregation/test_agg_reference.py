@@ -230,10 +230,26 @@ def test_nash_mtl_clips_to_max_norm() -> None:
     torch.testing.assert_close(d, unclipped * 0.5 / unclipped.norm())
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("case", [c for c in ZOO if c.zero_in_hull], ids=repr)
-def test_nash_mtl_raises_where_no_solution_exists(case: Case) -> None:
-    with pytest.raises(RuntimeError, match="Nash-MTL"):
-        NashMTL()(case.jacobian.to(DEVICE))
+def test_nash_mtl_returns_the_zero_direction_at_pareto_stationary_points(
+    case: Case, dtype: torch.dtype
+) -> None:
+    """Zero in the convex hull of the gradients: no direction improves every task, so d = 0 and alpha = 0."""
+    method = NashMTL()
+    d = method(case.jacobian.to(device=DEVICE, dtype=dtype))  # [P]
+    assert torch.equal(d, torch.zeros_like(d))
+    assert torch.equal(method.last_weights, torch.zeros(case.jacobian.shape[0], dtype=dtype, device=DEVICE))
+
+
+def test_nash_mtl_returns_zero_for_two_exactly_opposite_gradients() -> None:
+    J = tensor([[1.0, 0.0], [-1.0, 0.0]])  # [2, 2]
+    torch.testing.assert_close(NashMTL()(J), tensor([0.0, 0.0]))
+
+
+def test_nash_mtl_still_raises_when_the_solver_fails_where_a_solution_exists() -> None:
+    with pytest.raises(RuntimeError, match=r"Nash-MTL: G alpha = 1/alpha not solved in max_iter=1 "):
+        NashMTL(max_iter=1, tol=1e-12)(J_BASE)
 
 
 def test_graddrop_keeps_gradients_that_agree_in_sign() -> None:
