@@ -26,9 +26,22 @@ class DBMTL(Aggregator):
     2308.12029, 2023 (DB-MTL). The averages start at zero (no bias correction), and ``beta = 0.9``, ``beta_sigma = 0`` and
     ``eps = 1e-8`` are the defaults of the authors' LibMTL implementation.
 
-    It is stateful: the averages persist across calls (their shape, ``[T, P]``, must not change; at the
-    representation level ``P`` depends on the batch size) and :meth:`reset` clears them. Every task's term
-    of ``d`` has the same norm, so no task dominates by its scale; it does not promise ``J d >= 0``.
+    It is stateful: the averages persist across calls (their shape, ``[T, P]``, must not change) and
+    :meth:`reset` clears them. Every task's term of ``d`` has the same norm, so no task dominates by its
+    scale; it does not promise ``J d >= 0``.
+
+    At the representation level (``level="representation"``) the rows of ``J`` are gradients with respect to
+    the representation ``z`` of *this* batch: each entry belongs to one image of the batch, and the next
+    batch holds other images (and, at the end of an epoch, fewer of them, so another ``P``). An average of
+    such rows entry by entry means nothing, so there the method averages only what is comparable across
+    batches, each task's gradient norm, and scales the current log-gradients with it:
+
+    .. math::
+        \bar n_t \leftarrow \beta_k \bar n_t + (1 - \beta_k) \lVert \tilde g_t \rVert, \qquad
+        d = \sum_{t=1}^{T} \frac{\max_s \bar n_s}{\bar n_t}\, \tilde g_t
+
+    (the state is then ``[T]``). The balancing of the gradient magnitudes is the paper's; only the average
+    of the directions, which has no meaning for ``z``, is dropped.
 
     Args:
         beta: weight of the past in the moving average, in ``[0, 1)`` (default 0.9).
@@ -73,27 +86,30 @@ class DBMTL(Aggregator):
                 f"DBMTL takes the logarithm of the losses, which must be finite and >= 0; got {L}"
             )
         log_grads = jacobian / (L + self.eps)[:, None]  # [T, P] gradients of log(L_t + eps)
-        buffer = self._buffer_for(jacobian)  # [T, P]
         self._step += 1
         beta_k = self.beta / self._step**self.beta_sigma
-        self.buffer = beta_k * buffer + (1 - beta_k) * log_grads  # [T, P]
-        norms = self.buffer.norm(dim=1)  # [T]
+        if self.level == "parameters":
+            self.buffer = self._moving_average(log_grads, beta_k)  # [T, P]
+            norms, directions = self.buffer.norm(dim=1), self.buffer  # [T], [T, P]
+        else:  # the entries of z change with the batch: average the norms only (see the docstring)
+            self.buffer = self._moving_average(log_grads.norm(dim=1), beta_k)  # [T]
+            norms, directions = self.buffer, log_grads  # [T], [T, P]
         scale = torch.where(
             norms > 0, norms.max() / norms.clamp_min(torch.finfo(norms.dtype).tiny), 0.0
         )  # [T]
         self.last_weights = scale.detach()
-        return scale @ self.buffer  # [P]
+        return scale @ directions  # [P]
 
-    def _buffer_for(self, jacobian: Tensor) -> Tensor:
-        """The moving average ``[T, P]``, zero on the first call, on the device and dtype of ``jacobian``."""
+    def _moving_average(self, x: Tensor, beta_k: float) -> Tensor:
+        """``beta_k`` times the previous average (zero on the first call) plus ``1 - beta_k`` times ``x``."""
         if self.buffer is None:
-            return torch.zeros_like(jacobian)  # [T, P]
-        if self.buffer.shape != jacobian.shape:
+            return (1 - beta_k) * x
+        if self.buffer.shape != x.shape:
             raise ValueError(
-                f"DBMTL holds averages of shape {tuple(self.buffer.shape)} but got a Jacobian of shape "
-                f"{tuple(jacobian.shape)}; call reset() before changing the tasks or the parameters"
+                f"DBMTL holds averages of shape {tuple(self.buffer.shape)} but this call needs "
+                f"{tuple(x.shape)}; call reset() before changing the tasks or the parameters"
             )
-        return self.buffer.to(jacobian)  # [T, P]
+        return beta_k * self.buffer.to(x) + (1 - beta_k) * x
 
     def reset(self) -> None:
         super().reset()

@@ -110,6 +110,23 @@ def test_dbmtl_rejects_a_new_shape_until_reset() -> None:
     assert method(J3[:, :5], L3).shape == (5,)
 
 
+def test_dbmtl_at_the_representation_level_averages_the_norms_and_takes_any_batch_size() -> None:
+    """z changes with the batch (and P with its size): the state is one averaged gradient norm per task."""
+    method = DBMTL(level="representation")  # beta = 0.9
+    d1 = method(tensor([[1.0, 0.0], [0.0, 4.0]]), tensor([1.0, 2.0]))  # log-gradients [[1, 0], [0, 2]]
+    torch.testing.assert_close(method.buffer, tensor([0.1, 0.2]))  # 0.1 * norms [1, 2]
+    torch.testing.assert_close(d1, tensor([2.0, 2.0]))  # scales [2, 1] on the current log-gradients
+    d2 = method(tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 1.0]]), tensor([1.0, 1.0]))  # a smaller batch: P = 3
+    norms = 0.9 * tensor([0.1, 0.2]) + 0.1 * tensor([2.0, 1.0])  # [0.29, 0.28]
+    torch.testing.assert_close(method.buffer, norms)
+    torch.testing.assert_close(method.last_weights, norms.max() / norms)
+    torch.testing.assert_close(d2, tensor([2.0, 0.0, 0.29 / 0.28]))
+    with pytest.raises(
+        ValueError, match=r"holds averages of shape \(2,\) but this call needs \(3,\); call reset"
+    ):
+        method(J3, L3)
+
+
 def test_gradnorm_weights_by_hand() -> None:
     J = tensor([[3.0, 0.0], [0.0, 1.0]])  # [2, 2]: gradient norms 3 and 1
     method = GradNorm(alpha=1.0, lr=0.1)
