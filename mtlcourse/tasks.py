@@ -106,21 +106,46 @@ class Task:
         """Mean loss over the labelled entries of a batch; missing labels are skipped.
 
         Cross-entropy for multiclass and segmentation, binary cross-entropy with logits for binary and
-        multilabel, mean squared error for regression. A batch with no label at all gives a loss of 0
-        that still depends on ``output``, so every parameter gets a (zero) gradient.
+        multilabel, mean squared error for regression: :meth:`summed_loss` divided by the number of labelled
+        entries. A batch with no label at all gives a loss of 0 that still depends on ``output``, so every
+        parameter gets a (zero) gradient.
         """
+        total, count = self.summed_loss(output, target)
+        return total / count.clamp_min(1)
+
+    def summed_loss(self, output: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        """The loss summed over the labelled entries of a batch, and how many entries that is.
+
+        An entry is an image (multiclass, binary), a pixel (segmentation) or one value (multilabel,
+        regression). Summing both numbers over the batches of a split and dividing gives the split's mean
+        loss, which, unlike a mean of per-batch means, does not depend on the batch size when labels are
+        missing.
+
+        Example:
+            >>> Task("c", "multiclass", 2).summed_loss(torch.zeros(3, 2), torch.tensor([0, 1, -1]))
+            (tensor(1.3863), tensor(2))
+        """
+        labelled = self.labelled(target)  # like target
+        count = labelled.sum()
         if self.kind in ("multiclass", "segmentation"):
-            if (target == -1).all():
-                return output.sum() * 0.0
-            return F.cross_entropy(output, target, ignore_index=-1)
+            return F.cross_entropy(output, target, ignore_index=-1, reduction="sum"), count
         if self.kind == "binary" and output.dim() == 2:
             output = output.squeeze(1)  # [B, 1] -> [B]
-        labelled = ~torch.isnan(target)
-        if not labelled.any():
-            return output.sum() * 0.0
+        output, target = output[labelled], target[labelled]  # [n] labelled entries only
         if self.kind == "regression":
-            return F.mse_loss(output[labelled], target[labelled])
-        return F.binary_cross_entropy_with_logits(output[labelled], target[labelled])
+            return F.mse_loss(output, target, reduction="sum"), count
+        return F.binary_cross_entropy_with_logits(output, target, reduction="sum"), count
+
+    def labelled(self, target: Tensor) -> Tensor:
+        """Which entries of ``target`` carry a label: booleans shaped like ``target`` (``-1`` or ``nan`` is missing).
+
+        Example:
+            >>> Task("r", "regression", 2).labelled(torch.tensor([[0.5, float("nan")]]))
+            tensor([[ True, False]])
+        """
+        if self.kind in ("multiclass", "segmentation"):
+            return target != -1
+        return ~torch.isnan(target)
 
 
 def as_task_dict(tasks: dict[str, Task] | list[Task] | tuple[Task, ...] | Task) -> dict[str, Task]:

@@ -53,3 +53,37 @@ def test_a_batch_without_labels_gives_a_zero_loss_with_a_gradient():
 def test_primary_metric_direction():
     assert Task("r", "regression", 1).higher_is_better is False
     assert Task("s", "segmentation", 3).primary_metric == "miou"
+
+
+def test_summed_loss_counts_images_pixels_or_entries_and_divides_to_the_loss():
+    nan = math.nan
+    cases = [
+        (Task("c", "multiclass", 3), torch.randn(4, 3), torch.tensor([0, -1, 2, -1]), 2),
+        (Task("b", "binary", 1), torch.randn(4), torch.tensor([1.0, nan, 0.0, 1.0]), 3),
+        (
+            Task("m", "multilabel", 2),
+            torch.randn(3, 2),
+            torch.tensor([[1.0, nan], [nan, nan], [0.0, 1.0]]),
+            3,
+        ),
+        (
+            Task("s", "segmentation", 2),
+            torch.randn(2, 2, 3, 3),
+            torch.tensor([[[0, 1, -1]] * 3, [[-1] * 3] * 3]),
+            6,
+        ),
+        (
+            Task("r", "regression", 2),
+            torch.randn(3, 2),
+            torch.tensor([[0.5, nan], [1.0, 2.0], [nan, nan]]),
+            3,
+        ),
+    ]
+    for task, output, target, count in cases:
+        total, n = task.summed_loss(output, target)
+        assert n.item() == count, task.name
+        assert torch.isclose(total / n, task.loss(output, target)), task.name
+    mse_sum = Task("r", "regression", 1).summed_loss(
+        torch.tensor([[1.0], [3.0]]), torch.tensor([[2.0], [nan]])
+    )
+    assert [v.item() for v in mse_sum] == [1.0, 1]

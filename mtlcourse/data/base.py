@@ -106,6 +106,7 @@ class TensorMultiTaskDataset(Dataset):
         new.images = self.images if images is None else images
         new.targets = dict(self.targets if targets is None else targets)
         new.tasks = dict(self.tasks if tasks is None else tasks)
+        check_not_empty(new.images)
         check_targets(new.images, new.targets, new.tasks)
         return new
 
@@ -152,14 +153,34 @@ class TensorMultiTaskDataset(Dataset):
 
 
 def check_images(images: Tensor) -> None:
-    """Raise ``ValueError`` unless ``images`` is a float ``[N, C, H, W]`` tensor with values in ``[0, 1]``."""
+    """Raise ``ValueError`` unless ``images`` is a non-empty float ``[N, C, H, W]`` tensor with values in ``[0, 1]``."""
     if not isinstance(images, Tensor) or images.dim() != 4:
-        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        raise ValueError(f"images must be a tensor [N, C, H, W], got {shape}")
+        shape = list(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(
+            f"images must be a tensor [N, C, H, W], got {shape}; grey images [N, H, W] need a channel "
+            "dimension: images[:, None]"
+        )
+    check_not_empty(images)
     if not images.is_floating_point():
-        raise ValueError(f"images must be a float tensor with values in [0, 1], got dtype {images.dtype}")
-    if images.numel() and not in_range(images, 0, 1):
-        raise ValueError("images must have values in [0, 1]")
+        raise ValueError(
+            f"images must be a float tensor with values in [0, 1], got dtype {images.dtype}; convert 8-bit "
+            "images with images.float() / 255"
+        )
+    smallest, largest = torch.aminmax(images)
+    if not bool((smallest >= 0) & (largest <= 1)):
+        raise ValueError(
+            f"images must have values in [0, 1], got values from {smallest.item():g} to {largest.item():g}; "
+            "rescale them (images in 0-255 need images / 255)"
+        )
+
+
+def check_not_empty(images: Tensor) -> None:
+    """Raise ``ValueError`` when ``images`` ``[N, C, H, W]`` holds no image (``N = 0``)."""
+    if images.shape[0] == 0:
+        raise ValueError(
+            f"a dataset needs at least one image, got images of shape {list(images.shape)}; pass a non-empty "
+            "images tensor (or indices that select at least one image)"
+        )
 
 
 def in_range(x: Tensor, low: float, high: float) -> bool:
@@ -201,22 +222,37 @@ def check_target(target: Tensor, task: Task, images: Tensor) -> None:
         raise ValueError(f"{where} is on {target.device} but the images are on {images.device}")
     if TARGET_DTYPE[task.kind] == "long":
         if target.dtype != torch.long:
-            raise ValueError(f"{where} must hold class indices of dtype torch.long, got {target.dtype}")
+            raise ValueError(
+                f"{where} must hold class indices of dtype torch.long, got {target.dtype}; convert it with "
+                "target.long()"
+            )
         if target.numel() and not in_range(target, -1, task.num_outputs - 1):
-            raise ValueError(f"{where} must hold classes in [0, {task.num_outputs - 1}] or -1 (missing)")
+            smallest, largest = torch.aminmax(target)
+            raise ValueError(
+                f"{where} must hold classes in [0, {task.num_outputs - 1}] or -1 (missing), got values from "
+                f"{smallest.item()} to {largest.item()}; number the classes from 0, or give the task as many "
+                "classes as the data has (num_outputs)"
+            )
         return
     if not target.is_floating_point():
-        raise ValueError(f"{where} must be a float tensor, got {target.dtype}")
-    if task.kind in ("binary", "multilabel"):
-        known = target[~torch.isnan(target)]  # [n]
-        if not bool(((known == 0) | (known == 1)).all()):
-            raise ValueError(f"{where} must hold 0., 1. or nan (missing)")
+        raise ValueError(
+            f"{where} must be a float tensor, got {target.dtype}; convert it with target.float()"
+        )
+    known = target[~torch.isnan(target)]  # [n] labelled entries (nan marks a missing label)
+    if task.kind in ("binary", "multilabel") and not bool(((known == 0) | (known == 1)).all()):
+        raise ValueError(f"{where} must hold 0., 1. or nan (missing); map its labels to 0. and 1.")
+    if task.kind == "regression" and not bool(torch.isfinite(known).all()):
+        bad = known[~torch.isfinite(known)].unique().tolist()
+        raise ValueError(
+            f"{where} must hold finite values or nan (missing), got {bad}; replace them by finite values, "
+            "or by nan to mark the labels missing"
+        )
 
 
 def labelled_mask(target: Tensor, task: Task) -> Tensor:
     """``[N]`` booleans: which images carry a label for ``task`` (a whole row of ``nan`` or ``-1`` is missing)."""
-    missing = target == -1 if TARGET_DTYPE[task.kind] == "long" else torch.isnan(target)  # like target
-    return ~(missing if missing.dim() == 1 else missing.flatten(1).all(dim=1))  # [N]
+    labelled = task.labelled(target)  # like target
+    return labelled if labelled.dim() == 1 else labelled.flatten(1).any(dim=1)  # [N]
 
 
 def balance(target: Tensor, task: Task) -> str:

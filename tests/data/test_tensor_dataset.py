@@ -17,6 +17,7 @@ from mtlcourse.data.base import (
     labelled_mask,
     per_task,
 )
+from mtlcourse.data.synthetic import MultiShapes
 from mtlcourse.tasks import Task
 
 DEVICE = torch.device(os.environ.get("MTLCOURSE_TEST_DEVICE", "cpu"))
@@ -75,6 +76,7 @@ def test_a_task_without_target_and_a_target_without_task_are_named(data):
         ("tags", torch.zeros(N, 3), r"shape \[10, 2\]"),
         ("seg", torch.zeros(N, H, W + 1, dtype=torch.long), r"shape \[10, 4, 4\]"),
         ("reg", torch.zeros(N, 2, dtype=torch.long), "float tensor"),
+        ("reg", torch.tensor([[math.inf, 0.0]] * N), r"finite values or nan \(missing\), got \[inf\]"),
     ],
 )
 def test_targets_must_match_their_task_kind(data, task, bad, message):
@@ -93,6 +95,32 @@ def test_images_must_be_float_nchw_in_the_unit_interval():
     ]:
         with pytest.raises(ValueError, match=message):
             TensorMultiTaskDataset(images, targets, tasks)
+
+
+def test_image_errors_say_how_to_fix_them():
+    targets, tasks = {"bin": torch.zeros(2)}, {"bin": TASKS["bin"]}
+    for images, message in [
+        (torch.zeros(2, 1, 4, 4, dtype=torch.uint8), r"images\.float\(\) / 255"),
+        (torch.full((2, 1, 4, 4), 255.0), r"got values from 255 to 255; rescale them \(images in 0-255 need"),
+        (torch.rand(2, 4, 4), r"images\[:, None\]"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            TensorMultiTaskDataset(images, targets, tasks)
+
+
+def test_an_empty_dataset_is_refused_where_it_is_made(data):
+    with pytest.raises(
+        ValueError, match=r"a dataset needs at least one image, got images of shape \[0, 1, 4, 4\]"
+    ):
+        TensorMultiTaskDataset(torch.rand(0, 1, 4, 4), {"bin": torch.zeros(0)}, {"bin": TASKS["bin"]})
+    with pytest.raises(
+        ValueError, match=r"a dataset needs at least one image.*indices that select at least one"
+    ):
+        data.subset([])
+    with pytest.raises(ValueError, match="a dataset needs at least one image"):
+        data.subset(torch.zeros(N, dtype=torch.bool))
+    with pytest.raises(ValueError, match="num_images must be a positive integer, got 0"):
+        MultiShapes("train", num_images=0)
 
 
 def test_select_keeps_the_named_tasks_in_order_and_lists_valid_names_on_error(data):
