@@ -138,13 +138,28 @@ def mtl_backward(
         >>> x.grad
         tensor([5., 4.])
     """
+    name, T = type(method).__name__, losses.shape[0]
     if method.level == "losses":
-        method(losses).backward()
+        objective = method(losses)
+        check_output(objective, (), f"{name}.forward must return a scalar, the loss to backpropagate")
+        check_weights(method, T)
+        objective.backward()
         return method.last_weights
     shared_params, task_params = list(shared_params), list(task_params)
     grads = per_task_gradients(losses, shared_params + task_params, route)
     J = torch.cat([g.flatten(1) for g in grads[: len(shared_params)]], dim=1)  # [T, P]
     d = method(J, losses.detach())  # [P]
+    entries = (
+        "entry of the shared representation z (P = batch size x features per image)"
+        if method.level == "representation"
+        else "shared parameter (P = the number of scalars in the model's shared parameters)"
+    )
+    check_output(
+        d,
+        (J.shape[1],),
+        f"{name}.forward must return a direction [P] = [{J.shape[1]}], one entry per {entries}",
+    )
+    check_weights(method, T)
     offset = 0
     for p in shared_params:
         accumulate_grad(p, d[offset : offset + p.numel()].view_as(p))  # [P] slice -> p.shape
@@ -152,6 +167,22 @@ def mtl_backward(
     for p, g in zip(task_params, grads[len(shared_params) :]):
         accumulate_grad(p, g.sum(0))  # [T, *p.shape] -> p.shape
     return method.last_weights
+
+
+def check_output(output: Tensor, shape: tuple[int, ...], requirement: str) -> None:
+    """Raise ``ValueError`` stating ``requirement`` unless ``output`` is a tensor of ``shape``."""
+    got = list(output.shape) if isinstance(output, Tensor) else type(output).__name__
+    if not isinstance(output, Tensor) or tuple(output.shape) != shape:
+        raise ValueError(f"{requirement}; got {got}")
+
+
+def check_weights(method: nn.Module, T: int) -> None:
+    """Raise ``ValueError`` unless the method's ``last_weights`` (when it has them) hold one weight per task."""
+    if method.last_weights is not None:
+        name = type(method).__name__
+        check_output(
+            method.last_weights, (T,), f"{name}.weights must return one weight per task, [T] = [{T}]"
+        )
 
 
 def mtl_step(

@@ -120,6 +120,49 @@ def test_a_non_finite_loss_names_the_task():
         mtl_step(m, images, targets, EqualWeighting())
 
 
+class WrongWeights(FixedWeighting):
+    def weights(self, losses: Tensor) -> Tensor:
+        return super().weights(losses)[:, None]  # [T, 1] instead of [T]
+
+
+class WrongObjective(EqualWeighting):
+    def forward(self, losses: Tensor) -> Tensor:
+        super().forward(losses)
+        return losses  # [T] instead of a scalar
+
+
+class WrongDirection(Aggregator):
+    def forward(self, jacobian: Tensor, losses: Tensor | None = None) -> Tensor:
+        return jacobian  # [T, P] instead of [P]
+
+
+@pytest.mark.parametrize(
+    "method, message",
+    [
+        (
+            WrongWeights([1.0, 1.0, 1.0]),
+            r"WrongWeights\.weights must return one weight per task, \[T\] = \[3\]; got \[3, 1\]",
+        ),
+        (
+            WrongObjective(),
+            r"WrongObjective\.forward must return a scalar, the loss to backpropagate; got \[3\]",
+        ),
+        (
+            WrongDirection(),
+            r"WrongDirection\.forward must return a direction \[P\] = \[\d+\], one entry per shared parameter",
+        ),
+        (
+            WrongDirection(level="representation"),
+            r"\[P\] = \[512\], one entry per entry of the shared representation z",
+        ),
+    ],
+)
+def test_a_method_that_returns_the_wrong_shape_is_told_the_shape_it_must_return(method, message):
+    images, targets = batch()  # 4 images: z is [4, 8, 4, 4], 512 entries
+    with pytest.raises(ValueError, match=message):
+        mtl_step(model(), images, targets, method)
+
+
 def test_unknown_route_is_rejected():
     x = torch.ones(2, requires_grad=True)
     with pytest.raises(ValueError, match="route must be one of"):
