@@ -1,15 +1,21 @@
 """CNN backbones that honour the stage contract.
 
 Every backbone has ``stages`` (an ``nn.ModuleList``; stage ``s`` maps the output of stage ``s - 1`` to the
-input of stage ``s + 1``), ``stage_channels`` (the output channels of each stage), ``reduction`` (how many
-times smaller the last feature map is than the image) and ``out_channels``. Architectures that share only
-the first stages (chapter 08) work stage by stage through this contract.
+input of stage ``s + 1``), ``stage_channels`` (the output channels of each stage), ``out_channels`` (those of
+the last stage: the channels of the features it returns), ``reduction`` (how many times smaller the last
+feature map is than the image, so images need at least that many pixels a side) and ``in_channels`` (the
+channels of the images it takes). Architectures that share only the first stages (chapter 08) work stage by
+stage through this contract; :func:`check_contract` and :func:`check_backbone_input` hold a backbone to it.
 """
 
 from __future__ import annotations
 
+import torch
 import torchvision
 from torch import Tensor, nn
+
+#: The attributes every backbone has (see the module docstring).
+CONTRACT = ("stages", "stage_channels", "out_channels", "reduction", "in_channels")
 
 
 def conv_block(in_channels: int, out_channels: int, batch_norm: bool) -> nn.Sequential:
@@ -39,8 +45,8 @@ class SmallCNN(nn.Module):
 
     Example:
         >>> net = SmallCNN(width=8)
-        >>> net(torch.zeros(2, 3, 32, 32)).shape, net.stage_channels, net.reduction
-        (torch.Size([2, 32, 4, 4]), [8, 16, 32], 8)
+        >>> net(torch.zeros(2, 3, 32, 32)).shape, net.stage_channels, net.reduction, net.in_channels
+        (torch.Size([2, 32, 4, 4]), [8, 16, 32], 8, 3)
 
     Used in chapter 01.
     """
@@ -51,6 +57,7 @@ class SmallCNN(nn.Module):
             raise ValueError(
                 f"in_channels, width and num_stages must be >= 1, got {in_channels}, {width}, {num_stages}"
             )
+        self.in_channels = in_channels
         self.stage_channels = [width * 2**s for s in range(num_stages)]
         self.stages = nn.ModuleList()
         channels = in_channels
@@ -91,6 +98,7 @@ class ResNet18(nn.Module):
         net = torchvision.models.resnet18(weights=weights)
         if in_channels != 3:
             net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.in_channels = in_channels
         stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.stages = nn.ModuleList([stem, net.layer1, net.layer2, net.layer3, net.layer4])
         self.stage_channels = [64, 64, 128, 256, 512]
@@ -104,6 +112,94 @@ class ResNet18(nn.Module):
         return x
 
 
+def check_contract(backbone: nn.Module) -> None:
+    """Raise ``ValueError`` unless ``backbone`` has every attribute of the stage contract, consistently.
+
+    Example:
+        >>> check_contract(nn.Linear(3, 8))
+        Traceback (most recent call last):
+        ...
+        ValueError: the backbone Linear lacks ['stages', 'stage_channels', 'out_channels', 'reduction', 'in_channels'] ...
+    """
+    name = type(backbone).__name__
+    missing = [attribute for attribute in CONTRACT if not hasattr(backbone, attribute)]
+    if missing:
+        raise ValueError(
+            f"the backbone {name} lacks {missing} of the stage contract {list(CONTRACT)} (see "
+            "mtlcourse.models.backbones); give it these attributes, as SmallCNN and ResNet18 do"
+        )
+    if (
+        len(backbone.stages) != len(backbone.stage_channels)
+        or backbone.stage_channels[-1] != backbone.out_channels
+    ):
+        raise ValueError(
+            f"the backbone {name} breaks the stage contract: it has {len(backbone.stages)} stages, "
+            f"stage_channels={list(backbone.stage_channels)} and out_channels={backbone.out_channels}; "
+            "stage_channels needs one entry per stage, and out_channels must equal the last one"
+        )
+
+
+def check_backbone_input(backbone: nn.Module, images: Tensor) -> None:
+    """Raise ``ValueError`` when ``images`` ``[B, C, H, W]`` do not fit ``backbone``, or it breaks its contract.
+
+    Checks the channels (``in_channels``) and the size (at least ``reduction`` pixels a side), then runs two
+    images through it to check that its features have ``out_channels`` channels and are ``reduction``
+    times smaller than the images.
+
+    Example:
+        >>> check_backbone_input(SmallCNN(), torch.rand(2, 1, 32, 32))
+        Traceback (most recent call last):
+        ...
+        ValueError: the images have 1 channel(s) but the backbone SmallCNN takes in_channels=3; build ...SmallCNN(in_channels=1)
+    """
+    name, (channels, H, W) = type(backbone).__name__, images.shape[1:]
+    if channels != backbone.in_channels:
+        raise ValueError(
+            f"the images have {channels} channel(s) but the backbone {name} takes "
+            f"in_channels={backbone.in_channels}; build the backbone for these images, e.g. "
+            f"{name}(in_channels={channels})"
+        )
+    r = backbone.reduction
+    if min(H, W) < r:
+        raise ValueError(
+            f"the images are {H}x{W} pixels, smaller than the backbone {name}'s reduction={r} (its features "
+            f"are {r} times smaller than the image); use images of at least {r}x{r} pixels, or a backbone "
+            "with fewer stages"
+        )
+    features = probe(backbone, images[:2])  # [2, C_out, h, w]
+    if features.shape[1] != backbone.out_channels:
+        raise ValueError(
+            f"the backbone {name} declares out_channels={backbone.out_channels} but outputs "
+            f"{features.shape[1]} channels; the stage contract's out_channels is what the last stage outputs"
+        )
+    h, w = features.shape[-2:]
+    if not (H // r <= h <= -(-H // r) and W // r <= w <= -(-W // r)):  # floor or ceiling of H / r
+        raise ValueError(
+            f"the backbone {name} declares reduction={r} but turns {H}x{W} images into {h}x{w} features; "
+            "the stage contract's reduction is how many times smaller its features are than the images"
+        )
+
+
+def probe(backbone: nn.Module, images: Tensor) -> Tensor:
+    """The backbone's features of ``images``, leaving it as it was: no gradient, no batch-norm statistics."""
+    modes = [(module, module.training) for module in backbone.modules()]
+    backbone.eval()  # batch norm then uses its running statistics instead of updating them
+    try:
+        with torch.no_grad():
+            return backbone(images)
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
 BACKBONES = {"small_cnn": SmallCNN, "resnet18": ResNet18}
 
-__all__ = ["BACKBONES", "ResNet18", "SmallCNN", "conv_block"]
+__all__ = [
+    "BACKBONES",
+    "CONTRACT",
+    "ResNet18",
+    "SmallCNN",
+    "check_backbone_input",
+    "check_contract",
+    "conv_block",
+]

@@ -36,6 +36,15 @@ class MultiTaskModel(nn.Module):
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         return self.decode(self.encode(images))
 
+    def check_input(self, images: Tensor) -> None:
+        """Raise ``ValueError`` when ``images`` ``[B, C, H, W]`` cannot go through this model, saying how to fix it.
+
+        :func:`~mtlcourse.train.fit`, :func:`~mtlcourse.train.evaluate` and :func:`~mtlcourse.train.predict`
+        call it once on their first batch, so a mismatch (channels, size, a backbone that breaks its contract)
+        is reported before any step instead of deep inside a layer. Every architecture implements what it
+        needs; this default checks nothing.
+        """
+
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters that every task's loss depends on."""
         raise NotImplementedError(f"{type(self).__name__} must implement shared_parameters()")

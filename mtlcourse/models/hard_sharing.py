@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from torch import Tensor, nn
 
+from mtlcourse.models.backbones import check_backbone_input, check_contract
 from mtlcourse.models.base import MultiTaskModel
 from mtlcourse.models.heads import make_head
 from mtlcourse.tasks import Task, as_task_dict
@@ -20,7 +21,8 @@ class HardParameterSharing(MultiTaskModel):
     this is an ordinary single-task network, so the single-task baselines of the course use this class too.
 
     Args:
-        backbone: a module with ``out_channels`` and ``reduction`` (see :mod:`mtlcourse.models.backbones`).
+        backbone: a module that honours the stage contract (``stages``, ``stage_channels``, ``out_channels``,
+            ``reduction``, ``in_channels``; see :mod:`mtlcourse.models.backbones`).
         tasks: the tasks to predict (a dict, a list or one :class:`~mtlcourse.tasks.Task`).
         head_hidden: width of a hidden layer in the image-level heads (0 for a linear head).
 
@@ -35,6 +37,7 @@ class HardParameterSharing(MultiTaskModel):
 
     def __init__(self, backbone: nn.Module, tasks: dict[str, Task] | list[Task] | Task, head_hidden: int = 0):
         super().__init__()
+        check_contract(backbone)
         self.tasks = as_task_dict(tasks)
         self.backbone = backbone
         self.heads = nn.ModuleDict(
@@ -43,6 +46,10 @@ class HardParameterSharing(MultiTaskModel):
                 for name, task in self.tasks.items()
             }
         )
+
+    def check_input(self, images: Tensor) -> None:
+        """Raise ``ValueError`` unless ``images`` fit the backbone (:func:`~mtlcourse.models.backbones.check_backbone_input`)."""
+        check_backbone_input(self.backbone, images)
 
     def encode(self, images: Tensor) -> Tensor:
         return self.backbone(images)  # [B, C, h, w]
