@@ -2,7 +2,7 @@
 
 The names used most often are importable from the top level::
 
-    from mtlcourse import MultiShapes, HardParameterSharing, SmallCNN, fit, evaluate, make_method
+    from mtlcourse import MultiShapes, HardParameterSharing, SmallCNN, fit, evaluate, make_method, seed_everything
 """
 
 from mtlcourse.data import MultiDigits, MultiShapes
@@ -10,6 +10,7 @@ from mtlcourse.methods import METHODS, make_method
 from mtlcourse.models import HardParameterSharing, SmallCNN
 from mtlcourse.tasks import Task
 from mtlcourse.train import History, evaluate, fit
+from mtlcourse.utils import seed_everything
 
 __version__ = "0.1.0"
 
@@ -24,4 +25,5 @@ __all__ = [
     "evaluate",
     "fit",
     "make_method",
+    "seed_everything",
 ]

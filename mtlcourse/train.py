@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,11 +18,18 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from mtlcourse.backward import mtl_step, task_losses
+from mtlcourse.data.base import check_images, check_target, check_targets
+from mtlcourse.methods import resolve_method
 from mtlcourse.metrics import TaskMeter
 from mtlcourse.models.base import MultiTaskModel
 from mtlcourse.tasks import Task
-from mtlcourse.utils import get_device, seed_everything, synchronize
-from mtlcourse.weighting.equal import EqualWeighting
+from mtlcourse.utils import get_device, seeded_generator, synchronize
+
+#: A task whose training or validation loss rises this many times above its loss at the first training step
+#: has diverged. The first step sees an untrained network, whose losses ordinary training only lowers:
+#: overfitting or noisy batches move a loss by a small factor, never a thousandfold, while a diverging run
+#: passes this factor long before its losses overflow to ``inf``.
+DIVERGENCE_FACTOR = 1e3
 
 
 @dataclass
@@ -63,7 +71,13 @@ class History:
 
 def check_tasks(model: MultiTaskModel, data: Dataset) -> None:
     """Raise ``ValueError`` unless every task of the model is a task of the dataset, defined the same way."""
-    data_tasks: dict[str, Task] = getattr(data, "tasks", None) or {}
+    data_tasks = getattr(data, "tasks", None)
+    if not isinstance(data_tasks, dict):
+        raise ValueError(
+            f"the dataset {type(data).__name__} has no `tasks` dict; give it an attribute "
+            "`tasks = {name: Task(...)}` that describes the target of every task its items yield "
+            "(see mtlcourse.tasks.Task)"
+        )
     missing = [name for name in model.tasks if name not in data_tasks]
     if missing:
         raise ValueError(
@@ -79,6 +93,64 @@ def check_tasks(model: MultiTaskModel, data: Dataset) -> None:
         raise ValueError(f"model and dataset define task(s) {different} differently (kind or num_outputs)")
 
 
+def in_memory(data: Dataset) -> bool:
+    """Whether ``data`` holds ``images`` and ``targets`` tensors (checked when it was built) that batches can slice."""
+    return hasattr(data, "images") and hasattr(data, "targets")
+
+
+def check_data(
+    model: MultiTaskModel,
+    data: Dataset,
+    device: torch.device,
+    batch_size: int,
+    role: str,
+    labels: bool = True,
+) -> None:
+    """Raise ``ValueError`` before the first step when ``data`` and ``model`` do not fit together.
+
+    The data must have items and (with ``labels``) the model's tasks, each labelled somewhere: this is
+    counted over the whole dataset when it is in memory, and after a pass otherwise. Its first batch must
+    have the formats of :mod:`mtlcourse.tasks` (in-memory datasets were checked when they were built) and
+    pass the model's own check (:meth:`~mtlcourse.models.base.MultiTaskModel.check_input`: channels, size).
+    """
+    if len(data) == 0:
+        raise ValueError(
+            f"the {role} data {type(data).__name__} is empty; pass a dataset with at least one image"
+        )
+    if labels:
+        check_tasks(model, data)
+        if in_memory(data):
+            check_labelled(label_counts(data.targets, model.tasks), model.tasks, role)
+    images, targets = next(batches(data, batch_size, device, shuffle=False))
+    if not in_memory(data):
+        try:
+            check_images(images)
+            if labels:
+                check_targets(images, targets, data.tasks)
+        except ValueError as error:
+            raise ValueError(
+                f"the first batch of the {role} data ({type(data).__name__}): {error}"
+            ) from error
+    model.check_input(images)
+
+
+def label_counts(targets: dict[str, Tensor], tasks: dict[str, Task]) -> Tensor:
+    """The number of labelled entries of every task in ``targets`` (see :meth:`Task.summed_loss`): ``[T]``."""
+    return torch.stack([task.labelled(targets[name]).sum() for name, task in tasks.items()])  # [T]
+
+
+def check_labelled(counts: Tensor, tasks: dict[str, Task], role: str) -> None:
+    """Raise ``ValueError`` naming every task with no labelled entry (``counts`` ``[T]``) in the ``role`` data."""
+    empty = [name for name, count in zip(tasks, counts.tolist()) if count == 0]
+    if empty:
+        kept = [name for name in tasks if name not in empty]
+        raise ValueError(
+            f"task(s) {empty} have no label at all in the {role} data, so their loss and metrics are "
+            f"undefined; drop them with data.select({kept}) and a model built for those tasks, or keep some "
+            "of their labels (e.g. a label_fraction above 0)"
+        )
+
+
 def batches(
     data: Dataset,
     batch_size: int,
@@ -91,7 +163,7 @@ def batches(
     An in-memory dataset (one with ``images`` and ``targets`` tensors) is sliced directly, which is much
     faster than a DataLoader for small images; any other dataset goes through a DataLoader.
     """
-    if hasattr(data, "images") and hasattr(data, "targets"):
+    if in_memory(data):
         n = len(data)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)  # [N]
         order = order.to(data.images.device)
@@ -100,8 +172,16 @@ def batches(
             targets = {name: t[idx].to(device, non_blocking=True) for name, t in data.targets.items()}
             yield data.images[idx].to(device, non_blocking=True), targets
         return
+    # A DataLoader draws its workers' base seed from its generator, or from the global one when it has
+    # none: a generator of its own leaves the global random state alone.
+    generator = generator if generator is not None else torch.Generator()
     loader = DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator)
     for images, targets in loader:
+        if not isinstance(targets, dict):
+            raise ValueError(
+                f"the items of {type(data).__name__} must be (image, {{task name: target}}) pairs, got "
+                f"targets of type {type(targets).__name__}; return a dict of targets from __getitem__"
+            )
         yield images.to(device), {name: t.to(device) for name, t in targets.items()}
 
 
@@ -109,7 +189,7 @@ def fit(
     model: MultiTaskModel,
     train: Dataset,
     val: Dataset | None = None,
-    method: nn.Module | None = None,
+    method: str | type[nn.Module] | nn.Module = "equal",
     epochs: int = 10,
     batch_size: int = 64,
     lr: float = 1e-3,
@@ -128,18 +208,28 @@ def fit(
     losses (whatever weights the method used); ``select`` set to a task name keeps the epoch with that task's
     best primary metric. Without ``val`` the last epoch is kept.
 
+    Before the first step, the data are checked against the model (:func:`check_data`). After every epoch,
+    a task whose training or validation loss is not finite, or more than :data:`DIVERGENCE_FACTOR` times
+    its loss at the first step, stops the run with a ``FloatingPointError``.
+
+    ``fit`` never touches the global random generators: ``seed`` fixes the order of the batches through a
+    generator of its own. The initial weights are fixed by whoever builds the model: call
+    :func:`mtlcourse.utils.seed_everything` before building it.
+
     Args:
         model: a :class:`~mtlcourse.models.base.MultiTaskModel`; its tasks must be tasks of the dataset.
         train: the training data (a :class:`~mtlcourse.data.base.TensorMultiTaskDataset` or any dataset of
-            ``(image, {task: target})`` pairs).
+            ``(image, {task: target})`` pairs with a ``tasks`` dict).
         val: validation data for model selection and learning curves.
-        method: a loss-weighting or gradient-aggregation method; equal weighting by default.
-        epochs: passes over the training data.
-        batch_size: images per step.
+        method: a loss-weighting or gradient-aggregation method: an instance (``UPGrad()``), a class
+            (``UPGrad``) or a short name (``"upgrad"``, see :data:`mtlcourse.methods.METHODS`); equal
+            weighting by default.
+        epochs: passes over the training data, a whole number.
+        batch_size: images per step, a whole number.
         lr: Adam's learning rate, for the model and for the method's own parameters if it has any.
         weight_decay: Adam's (L2) weight decay.
         device: ``"cpu"`` (default), ``"cuda"``, ``"mps"`` or ``"auto"``.
-        seed: seeds the shuffling (and anything random in the method).
+        seed: seeds the order of the batches (methods with random draws take a ``seed`` of their own).
         select: ``"loss"`` or a task name (see above).
         route: how :mod:`mtlcourse.backward` computes per-task gradients.
         progress: show a progress bar over epochs.
@@ -147,24 +237,28 @@ def fit(
     Returns:
         The :class:`History` of the run. The model holds the selected epoch's weights.
 
+    Raises:
+        ValueError: for arguments or data that cannot be used; the message says how to fix them.
+        FloatingPointError: when the losses diverge (see above), naming the task and the likely cause.
+
     Example:
         >>> from mtlcourse.data import MultiShapes
         >>> from mtlcourse.models import HardParameterSharing, SmallCNN
         >>> data = MultiShapes("train", num_images=64, tasks=["shape"])
         >>> model = HardParameterSharing(SmallCNN(width=4), data.tasks)
-        >>> history = fit(model, data, epochs=2, progress=False)
+        >>> history = fit(model, data, method="upgrad", epochs=2, progress=False)
         >>> len(history.train_loss["shape"])
         2
     """
     check_fit_arguments(epochs, batch_size, lr, select, model)
-    check_tasks(model, train)
-    if val is not None:
-        check_tasks(model, val)
-    generator = seed_everything(seed)
+    generator = seeded_generator(seed)  # the order of the batches; the global generators stay as they are
     device = get_device(device)
-    method = (method or EqualWeighting()).to(device)
+    method = resolve_method(method, len(model.tasks)).to(device)
     method.reset()
     model.to(device)
+    check_data(model, train, device, batch_size, "training")
+    if val is not None:
+        check_data(model, val, device, batch_size, "validation")
     # The method's own parameters (uncertainty weighting's log-variances) get no weight decay: decay would
     # pull them towards 0, i.e. towards equal weights, which is not what the paper optimises.
     groups = [{"params": list(model.parameters()), "weight_decay": weight_decay}]
@@ -172,16 +266,21 @@ def fit(
         groups.append({"params": list(method.parameters()), "weight_decay": 0.0})
     optimizer = torch.optim.Adam(groups, lr=lr)
     history = History(tasks=list(model.tasks))
+    first_losses = torch.full((len(model.tasks),), math.nan, device=device)  # [T] filled by the first steps
     best_score, best_state = math.inf, None
     for epoch in tqdm(range(epochs), desc="epochs", disable=not progress):
-        epoch_losses, epoch_weights, seconds = train_one_epoch(
-            model, train, method, optimizer, batch_size, device, generator, route, epoch
+        epoch_losses, epoch_weights, seconds, first_losses = train_one_epoch(
+            model, train, method, optimizer, batch_size, device, generator, route, epoch, first_losses
         )
+        check_divergence(epoch_losses.tolist(), first_losses.tolist(), "training", model.tasks, epoch, lr)
         method.on_epoch_end(epoch_losses)
         record_epoch(history, epoch_losses, epoch_weights, seconds)
         if val is None:
             continue
-        score = record_validation(history, evaluate(model, val, device=device), select, model.tasks)
+        results = evaluate(model, val, device=device)
+        val_losses = [results[name]["loss"] for name in model.tasks]
+        check_divergence(val_losses, first_losses.tolist(), "validation", model.tasks, epoch, lr)
+        score = record_validation(history, results, select, model.tasks)
         if score < best_score:
             best_score, best_state = score, copy.deepcopy(model.state_dict())
             history.best_epoch = epoch
@@ -194,16 +293,24 @@ def fit(
 
 def check_fit_arguments(epochs: int, batch_size: int, lr: float, select: str, model: MultiTaskModel) -> None:
     """Raise ``ValueError`` for arguments ``fit`` cannot use."""
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    check_whole_number("epochs", epochs)
+    check_whole_number("batch_size", batch_size)
     if not lr > 0:
         raise ValueError(f"lr must be positive, got {lr}")
     if select != "loss" and select not in model.tasks:
         raise ValueError(
             f"select must be 'loss' or one of the model's tasks {list(model.tasks)}, got {select!r}"
         )
+
+
+def check_whole_number(name: str, value: int) -> None:
+    """Raise ``ValueError`` unless ``value`` is an integer of at least 1 (epochs and images come whole)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1:
+        return
+    hint = ""
+    if isinstance(value, float) and math.isfinite(value) and value >= 1:
+        hint = f"; use {name}={math.floor(value)} or {name}={math.ceil(value)}"
+    raise ValueError(f"{name} must be at least 1 and a whole number (an int), got {value!r}{hint}")
 
 
 def train_one_epoch(
@@ -216,11 +323,18 @@ def train_one_epoch(
     generator: torch.Generator,
     route: str,
     epoch: int,
-) -> tuple[Tensor, Tensor | None, float]:
-    """One pass over ``data``; returns the mean task losses ``[T]``, mean weights ``[T]`` and seconds."""
+    first_losses: Tensor,
+) -> tuple[Tensor, Tensor | None, float, Tensor]:
+    """One pass over ``data``.
+
+    Returns the mean task losses ``[T]`` over the epoch's labelled entries (each batch's mean weighted by
+    its labelled entries), the mean weights ``[T]`` (or ``None``), the seconds, and ``first_losses`` ``[T]``
+    with each task's loss at its first step with labels filled in (``nan`` until then).
+    """
     model.train()
-    loss_sum = torch.zeros(len(model.tasks), device=device)  # [T]
-    weight_sum, num_images, num_steps = None, 0, 0
+    loss_sum = torch.zeros(len(model.tasks), device=device)  # [T] sum of batch losses times their labels
+    num_labelled = torch.zeros(len(model.tasks), device=device)  # [T]
+    weight_sum, num_steps = None, 0
     synchronize(device)
     start = time.perf_counter()
     for images, targets in batches(data, batch_size, device, shuffle=True, generator=generator):
@@ -228,18 +342,49 @@ def train_one_epoch(
         try:
             losses, weights = mtl_step(model, images, targets, method, route)
         except FloatingPointError as error:
-            raise FloatingPointError(f"epoch {epoch}: {error}; try a smaller lr") from error
+            cause = non_finite_cause(images, targets, model.tasks, optimizer.param_groups[0]["lr"])
+            raise FloatingPointError(f"epoch {epoch}: {error}; {cause}") from error
         optimizer.step()
         method.on_step_end(losses, losses_after_step(model, images, targets, method))
-        loss_sum += losses * len(images)
-        num_images += len(images)
+        labelled = label_counts(targets, model.tasks)  # [T]
+        first_losses = torch.where(first_losses.isnan() & (labelled > 0), losses, first_losses)  # [T]
+        loss_sum += losses * labelled
+        num_labelled += labelled
         num_steps += 1
         if weights is not None:
             weight_sum = weights if weight_sum is None else weight_sum + weights
     synchronize(device)
     seconds = time.perf_counter() - start
+    check_labelled(num_labelled, model.tasks, "training")
     mean_weights = None if weight_sum is None else weight_sum / num_steps
-    return loss_sum / num_images, mean_weights, seconds
+    return loss_sum / num_labelled, mean_weights, seconds, first_losses
+
+
+def non_finite_cause(images: Tensor, targets: dict[str, Tensor], tasks: dict[str, Task], lr: float) -> str:
+    """The likely cause of a non-finite loss: a non-finite target of the batch if it has one, else the lr."""
+    for name, task in tasks.items():
+        try:
+            check_target(targets[name], task, images)
+        except ValueError as error:
+            return f"the cause is the data, not the learning rate: {error}"
+    return f"the learning rate lr={lr:g} is probably too large: try a smaller lr, e.g. lr={lr / 10:g}"
+
+
+def check_divergence(
+    losses: list[float], first: list[float], role: str, tasks: dict[str, Task], epoch: int, lr: float
+) -> None:
+    """Raise ``FloatingPointError`` naming every task whose ``role`` loss diverged from its first-step loss."""
+    diverged = [
+        f"{name!r} ({role} loss {loss:.3g}, first step {start:.3g})"
+        for name, loss, start in zip(tasks, losses, first)
+        if not math.isfinite(loss) or loss > DIVERGENCE_FACTOR * start
+    ]
+    if diverged:
+        raise FloatingPointError(
+            f"epoch {epoch}: training diverged for task(s) {', '.join(diverged)}: a loss that is not finite "
+            f"or more than {DIVERGENCE_FACTOR:g} times its loss at the first step; with lr={lr:g} the steps "
+            f"are probably too large: try a smaller lr, e.g. lr={lr / 10:g}"
+        )
 
 
 def losses_after_step(
@@ -276,10 +421,13 @@ def record_validation(
 
 
 @torch.no_grad()
-def predict(model: MultiTaskModel, data: Dataset, batch_size: int = 256, device=None) -> dict[str, Tensor]:
+def predict(
+    model: MultiTaskModel, data: Dataset, batch_size: int = 256, device: str | torch.device | None = None
+) -> dict[str, Tensor]:
     """The model's outputs for every item of ``data``, in order, on the CPU."""
     device = get_device(device)
     model.to(device).eval()
+    check_data(model, data, device, batch_size, "prediction", labels=False)
     outputs: dict[str, list[Tensor]] = {name: [] for name in model.tasks}
     for images, _ in batches(data, batch_size, device, shuffle=False):
         for name, out in model(images).items():
@@ -293,6 +441,10 @@ def evaluate(
 ) -> dict[str, dict[str, float]]:
     """Every task's metrics and mean loss on ``data``: ``{task: {metric: value, "loss": value}}``.
 
+    The loss is summed over every labelled entry of ``data`` and divided by their number
+    (:meth:`~mtlcourse.tasks.Task.summed_loss`), so it does not depend on ``batch_size``, even when labels
+    are missing. A task with no label at all in ``data`` raises ``ValueError``.
+
     Example:
         >>> from mtlcourse.data import MultiShapes
         >>> from mtlcourse.models import HardParameterSharing, SmallCNN
@@ -301,17 +453,19 @@ def evaluate(
         >>> sorted(results["shape"]), sorted(results["size"])
         (['accuracy', 'loss', 'macro_f1', 'micro_f1'], ['loss', 'mae', 'rmse'])
     """
-    check_tasks(model, data)
     device = get_device(device)
     model.to(device).eval()
+    check_data(model, data, device, batch_size, "evaluated")
     meters = {name: TaskMeter(task) for name, task in model.tasks.items()}
-    loss_sum = torch.zeros(len(model.tasks), device=device)  # [T]
-    num_images = 0
+    loss_sum = torch.zeros(len(model.tasks), device=device)  # [T] over every labelled entry
+    num_labelled = torch.zeros(len(model.tasks), device=device)  # [T]
     for images, targets in batches(data, batch_size, device, shuffle=False):
         outputs = model(images)
-        loss_sum += task_losses(outputs, targets, model.tasks) * len(images)
-        num_images += len(images)
-        for name, meter in meters.items():
-            meter.update(outputs[name], targets[name])
-    mean_losses = (loss_sum / num_images).tolist()
+        for t, (name, task) in enumerate(model.tasks.items()):
+            total, count = task.summed_loss(outputs[name], targets[name])
+            loss_sum[t] += total
+            num_labelled[t] += count
+            meters[name].update(outputs[name], targets[name])
+    check_labelled(num_labelled, model.tasks, "evaluated")
+    mean_losses = (loss_sum / num_labelled).tolist()
     return {name: {**meters[name].compute(), "loss": loss} for name, loss in zip(model.tasks, mean_losses)}

@@ -15,6 +15,9 @@ from torch import nn
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and PyTorch (CPU and CUDA) and return a CPU generator seeded the same way.
 
+    Call it before building a model: the initial weights come from PyTorch's global generator, which
+    :func:`mtlcourse.train.fit` leaves alone (its own ``seed`` fixes only the order of the batches).
+
     Example:
         >>> _ = seed_everything(0); a = torch.rand(1)
         >>> _ = seed_everything(0); bool(torch.rand(1) == a)
@@ -22,11 +25,23 @@ def seed_everything(seed: int) -> torch.Generator:
 
     Used in chapter 01.
     """
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    generator = seeded_generator(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # also seeds every CUDA device
+    return generator
+
+
+def seeded_generator(seed: int) -> torch.Generator:
+    """A new CPU ``torch.Generator`` seeded with ``seed``; the global generators are not touched.
+
+    Example:
+        >>> a = torch.rand(2, generator=seeded_generator(3))
+        >>> bool((torch.rand(2, generator=seeded_generator(3)) == a).all())
+        True
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     return torch.Generator().manual_seed(seed)
 
 

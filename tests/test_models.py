@@ -2,8 +2,11 @@
 
 import pytest
 import torch
+from torch import nn
 
-from mtlcourse.models import BACKBONES, MODELS, SmallCNN, make_head
+from mtlcourse.data import TensorMultiTaskDataset
+from mtlcourse.models import BACKBONES, MODELS, HardParameterSharing, MultiTaskModel, SmallCNN, make_head
+from mtlcourse.models.backbones import CONTRACT, check_backbone_input, check_contract
 from mtlcourse.tasks import Task
 
 TASKS = [
@@ -66,15 +69,105 @@ def test_unknown_task_name_lists_the_valid_ones(name):
         model.task_parameters("nope")
 
 
+@pytest.mark.parametrize("in_channels", [1, 3])
 @pytest.mark.parametrize("name", sorted(BACKBONES))
-def test_backbones_honour_the_stage_contract(name):
-    net = BACKBONES[name]()
-    x = torch.rand(1, 3, 64, 64)
+def test_backbones_honour_the_stage_contract(name, in_channels):
+    net = BACKBONES[name](in_channels=in_channels)
+    assert all(hasattr(net, attribute) for attribute in CONTRACT)
+    assert net.in_channels == in_channels
+    x = torch.rand(1, in_channels, 64, 64)
     for stage, channels in zip(net.stages, net.stage_channels):
         x = stage(x)
         assert x.shape[1] == channels
     assert x.shape[1] == net.out_channels
     assert x.shape[-1] == 64 // net.reduction
+    check_contract(net)
+    check_backbone_input(net, torch.rand(2, in_channels, 64, 64))
+
+
+class Backbone(nn.Module):
+    """A backbone of one stage (a stride-4 convolution) whose contract attributes a test can break."""
+
+    def __init__(self, **contract):
+        super().__init__()
+        self.stages = nn.ModuleList([nn.Conv2d(3, 8, 4, stride=4)])
+        self.stage_channels, self.out_channels, self.reduction, self.in_channels = [8], 8, 4, 3
+        for attribute, value in contract.items():
+            setattr(self, attribute, value)
+
+    def forward(self, images):
+        return self.stages[0](images)  # [B, 8, H / 4, W / 4]
+
+
+def test_a_backbone_missing_contract_attributes_is_refused_when_the_model_is_built():
+    backbone = Backbone()
+    del backbone.in_channels, backbone.reduction
+    with pytest.raises(
+        ValueError, match=r"Backbone lacks \['reduction', 'in_channels'\] of the stage contract"
+    ):
+        HardParameterSharing(backbone, TASKS)
+
+
+def test_a_backbone_whose_out_channels_is_not_its_last_stage_is_refused_when_the_model_is_built():
+    with pytest.raises(
+        ValueError, match=r"stage_channels=\[8\] and out_channels=16; .*must equal the last one"
+    ):
+        HardParameterSharing(Backbone(out_channels=16), TASKS)
+
+
+@pytest.mark.parametrize(
+    "contract, size, message",
+    [
+        (
+            {"stage_channels": [16], "out_channels": 16},
+            32,
+            r"declares out_channels=16 but outputs 8 channels",
+        ),
+        ({"reduction": 2}, 32, r"declares reduction=2 but turns 32x32 images into 8x8 features"),
+        ({}, 3, r"the images are 3x3 pixels, smaller than the backbone Backbone's reduction=4"),
+        ({}, 4, None),
+    ],
+)
+def test_a_backbone_that_breaks_its_contract_or_images_too_small_fail_on_the_first_batch(
+    contract, size, message
+):
+    from mtlcourse.train import evaluate, fit, predict
+
+    data = TensorMultiTaskDataset(torch.rand(4, 3, size, size), {"cls": torch.arange(4)}, TASKS[:1])
+    model = HardParameterSharing(Backbone(**contract), TASKS[:1])
+    if message is None:
+        assert predict(model, data)["cls"].shape == (4, 4)
+        return
+    for run in (
+        lambda: fit(model, data, epochs=1, progress=False),
+        lambda: evaluate(model, data),
+        lambda: predict(model, data),
+    ):
+        with pytest.raises(ValueError, match=message):
+            run()
+
+
+def test_check_input_is_a_hook_called_once_on_the_first_batch_and_leaves_the_model_as_it_was():
+    from mtlcourse.train import predict
+
+    calls = []
+
+    class Recording(HardParameterSharing):
+        def check_input(self, images):
+            calls.append(images.clone())
+            super().check_input(images)
+
+    data = TensorMultiTaskDataset(torch.rand(5, 3, 32, 32), {"cls": torch.arange(5) % 4}, TASKS[:1])
+    model = Recording(SmallCNN(width=4), TASKS[:1])
+    stats = [b.clone() for b in model.buffers()]
+    predict(model, data, batch_size=2)
+    assert len(calls) == 1 and torch.equal(calls[0], data.images[:2])
+    assert all(torch.equal(a, b) for a, b in zip(stats, model.buffers()))  # batch-norm statistics untouched
+    model.train()
+    model.backbone.stages[0].eval()  # a frozen stage: the check must not switch it back to training
+    model.check_input(data.images)
+    assert model.training and not model.backbone.stages[0].training and model.backbone.stages[1].training
+    assert MultiTaskModel.check_input(model, torch.rand(1, 7, 1, 1)) is None  # the default checks nothing
 
 
 def test_small_cnn_rejects_bad_sizes():

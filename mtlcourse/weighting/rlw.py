@@ -27,7 +27,8 @@ class RLW(LossWeighting):
     Args:
         seed: seeds the method's own random generator, so the sequence of weights is reproducible and
             independent of any other random numbers the training uses. ``None`` (default) draws from
-            PyTorch's global generator instead, which :func:`mtlcourse.train.fit` seeds with its ``seed``.
+            PyTorch's global generator instead, which :func:`mtlcourse.train.fit` never seeds: seed it
+            yourself with :func:`mtlcourse.utils.seed_everything` (before building the model, say).
 
     Shape:
         losses: ``[T]``. Returns a scalar; ``last_weights``: ``[T]``.
