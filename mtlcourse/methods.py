@@ -19,9 +19,10 @@ from mtlcourse.aggregation.base import Aggregator
 from mtlcourse.weighting import METHODS as WEIGHTING_METHODS
 from mtlcourse.weighting.base import LossWeighting
 
+#: Every method's short name to its class (loss-weighting methods, then aggregation methods).
 METHODS: dict[str, type[nn.Module]] = {**WEIGHTING_METHODS, **AGGREGATION_METHODS}
 
-#: The two base classes of every method: one sees the task losses, the other the task gradients.
+#: The two base classes of every method (one sees the task losses, the other the task gradients).
 METHOD_BASES = (LossWeighting, Aggregator)
 
 

@@ -38,7 +38,7 @@ class History:
 
     Attributes:
         tasks: the task names, in the model's order.
-        train_loss: mean training loss per task and epoch.
+        train_loss: mean training loss per task and epoch, over the labelled entries.
         val_loss: mean validation loss per task and epoch (empty without validation data).
         val_metrics: validation metrics per task, metric and epoch.
         weights: mean task weights per epoch (``nan`` for methods without task weights).
@@ -135,7 +135,7 @@ def check_data(
 
 
 def label_counts(targets: dict[str, Tensor], tasks: dict[str, Task]) -> Tensor:
-    """The number of labelled entries of every task in ``targets`` (see :meth:`Task.summed_loss`): ``[T]``."""
+    """The number of labelled entries of every task in ``targets`` (see :meth:`~mtlcourse.tasks.Task.summed_loss`): ``[T]``."""
     return torch.stack([task.labelled(targets[name]).sum() for name, task in tasks.items()])  # [T]
 
 

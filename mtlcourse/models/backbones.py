@@ -5,7 +5,7 @@ input of stage ``s + 1``), ``stage_channels`` (the output channels of each stage
 the last stage: the channels of the features it returns), ``reduction`` (how many times smaller the last
 feature map is than the image, so images need at least that many pixels a side) and ``in_channels`` (the
 channels of the images it takes). Architectures that share only the first stages (chapter 08) work stage by
-stage through this contract; :func:`check_contract` and :func:`check_backbone_input` hold a backbone to it.
+stage through this contract; ``check_contract`` and ``check_backbone_input`` hold a backbone to it.
 """
 
 from __future__ import annotations

@@ -48,7 +48,8 @@ class HardParameterSharing(MultiTaskModel):
         )
 
     def check_input(self, images: Tensor) -> None:
-        """Raise ``ValueError`` unless ``images`` fit the backbone (:func:`~mtlcourse.models.backbones.check_backbone_input`)."""
+        """Raise ``ValueError`` unless ``images`` fit the backbone and it honours its contract (channels, size,
+        ``out_channels``, ``reduction``; see ``mtlcourse.models.backbones.check_backbone_input``)."""
         check_backbone_input(self.backbone, images)
 
     def encode(self, images: Tensor) -> Tensor:
