@@ -94,7 +94,7 @@ def check_tasks(model: MultiTaskModel, data: Dataset) -> None:
 
 
 def in_memory(data: Dataset) -> bool:
-    """Whether ``data`` holds ``images`` and ``targets`` tensors (checked when it was built) that batches can slice."""
+    """Whether ``data`` holds ``images`` and ``targets`` tensors (checked when built) that batches slice."""
     return hasattr(data, "images") and hasattr(data, "targets")
 
 
@@ -135,12 +135,12 @@ def check_data(
 
 
 def label_counts(targets: dict[str, Tensor], tasks: dict[str, Task]) -> Tensor:
-    """The number of labelled entries of every task in ``targets`` (see :meth:`~mtlcourse.tasks.Task.summed_loss`): ``[T]``."""
+    """The number of labelled entries ``[T]`` of every task in ``targets`` (:meth:`~mtlcourse.tasks.Task.labelled`)."""
     return torch.stack([task.labelled(targets[name]).sum() for name, task in tasks.items()])  # [T]
 
 
 def check_labelled(counts: Tensor, tasks: dict[str, Task], role: str) -> None:
-    """Raise ``ValueError`` naming every task with no labelled entry (``counts`` ``[T]``) in the ``role`` data."""
+    """Raise ``ValueError`` naming every task with no labelled entry (``counts`` ``[T]``) in the data."""
     empty = [name for name, count in zip(tasks, counts.tolist()) if count == 0]
     if empty:
         kept = [name for name in tasks if name not in empty]

@@ -133,8 +133,9 @@ def check_contract(backbone: nn.Module) -> None:
         or backbone.stage_channels[-1] != backbone.out_channels
     ):
         raise ValueError(
-            f"the backbone {name} breaks the stage contract: it has {len(backbone.stages)} stages, "
-            f"stage_channels={list(backbone.stage_channels)} and out_channels={backbone.out_channels}; "
+            f"the backbone {name} breaks the stage contract {list(CONTRACT)}: it has "
+            f"{len(backbone.stages)} stages, stage_channels={list(backbone.stage_channels)} and "
+            f"out_channels={backbone.out_channels}; "
             "stage_channels needs one entry per stage, and out_channels must equal the last one"
         )
 
@@ -170,13 +171,15 @@ def check_backbone_input(backbone: nn.Module, images: Tensor) -> None:
     if features.shape[1] != backbone.out_channels:
         raise ValueError(
             f"the backbone {name} declares out_channels={backbone.out_channels} but outputs "
-            f"{features.shape[1]} channels; the stage contract's out_channels is what the last stage outputs"
+            f"{features.shape[1]} channels; in the stage contract {list(CONTRACT)} out_channels is what the "
+            f"last stage outputs: set out_channels={features.shape[1]} (and the last stage_channels entry)"
         )
     h, w = features.shape[-2:]
     if not (H // r <= h <= -(-H // r) and W // r <= w <= -(-W // r)):  # floor or ceiling of H / r
         raise ValueError(
             f"the backbone {name} declares reduction={r} but turns {H}x{W} images into {h}x{w} features; "
-            "the stage contract's reduction is how many times smaller its features are than the images"
+            f"in the stage contract {list(CONTRACT)} reduction is how many times smaller its features are "
+            "than the images: set it to match what the stages do"
         )
 
 
