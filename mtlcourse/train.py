@@ -31,6 +31,12 @@ from mtlcourse.utils import get_device, seeded_generator, synchronize
 #: passes this factor long before its losses overflow to ``inf``.
 DIVERGENCE_FACTOR = 1e3
 
+#: Learning-rate schedules: the factor by which ``lr`` is multiplied at ``step`` of ``total`` steps.
+SCHEDULES = {
+    "constant": lambda step, total: 1.0,
+    "cosine": lambda step, total: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total)),
+}
+
 
 @dataclass
 class History:
@@ -199,6 +205,7 @@ def fit(
     select: str = "loss",
     route: str = "auto",
     progress: bool = True,
+    lr_schedule: str = "constant",
 ) -> History:
     """Train ``model`` on ``train`` with Adam, and keep the epoch that is best on ``val``.
 
@@ -226,13 +233,17 @@ def fit(
             weighting by default.
         epochs: passes over the training data, a whole number.
         batch_size: images per step, a whole number.
-        lr: Adam's learning rate, for the model and for the method's own parameters if it has any.
+        lr: Adam's learning rate, for the model and for the method's own parameters if it has any (a method
+            with an ``lr`` attribute that is not ``None`` sets its own, e.g. ``UncertaintyWeighting(lr=...)``).
         weight_decay: Adam's (L2) weight decay.
         device: ``"cpu"`` (default), ``"cuda"``, ``"mps"`` or ``"auto"``.
         seed: seeds the order of the batches (methods with random draws take a ``seed`` of their own).
         select: ``"loss"`` or a task name (see above).
         route: how :mod:`mtlcourse.backward` computes per-task gradients.
         progress: show a progress bar over epochs.
+        lr_schedule: ``"constant"`` (default) or ``"cosine"``: the learning rate of every step is ``lr`` times
+            the schedule's factor (see :data:`SCHEDULES`), which for ``"cosine"`` decays from 1 to 0 over the
+            run so that the last epochs take small steps.
 
     Returns:
         The :class:`History` of the run. The model holds the selected epoch's weights.
@@ -250,7 +261,7 @@ def fit(
         >>> len(history.train_loss["shape"])
         2
     """
-    check_fit_arguments(epochs, batch_size, lr, select, model)
+    check_fit_arguments(epochs, batch_size, lr, select, model, lr_schedule)
     generator = seeded_generator(seed)  # the order of the batches; the global generators stay as they are
     device = get_device(device)
     method = resolve_method(method, len(model.tasks)).to(device)
@@ -263,14 +274,28 @@ def fit(
     # pull them towards 0, i.e. towards equal weights, which is not what the paper optimises.
     groups = [{"params": list(model.parameters()), "weight_decay": weight_decay}]
     if list(method.parameters()):
-        groups.append({"params": list(method.parameters()), "weight_decay": 0.0})
+        method_lr = getattr(method, "lr", None) or lr  # a learned weight may move at its own pace
+        groups.append({"params": list(method.parameters()), "weight_decay": 0.0, "lr": method_lr})
     optimizer = torch.optim.Adam(groups, lr=lr)
+    total_steps = epochs * math.ceil(len(train) / batch_size)
+    factor = SCHEDULES[lr_schedule]
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor(step, total_steps))
     history = History(tasks=list(model.tasks))
     first_losses = torch.full((len(model.tasks),), math.nan, device=device)  # [T] filled by the first steps
     best_score, best_state = math.inf, None
     for epoch in tqdm(range(epochs), desc="epochs", disable=not progress):
         epoch_losses, epoch_weights, seconds, first_losses = train_one_epoch(
-            model, train, method, optimizer, batch_size, device, generator, route, epoch, first_losses
+            model,
+            train,
+            method,
+            optimizer,
+            scheduler,
+            batch_size,
+            device,
+            generator,
+            route,
+            epoch,
+            first_losses,
         )
         check_divergence(epoch_losses.tolist(), first_losses.tolist(), "training", model.tasks, epoch, lr)
         method.on_epoch_end(epoch_losses)
@@ -291,12 +316,16 @@ def fit(
     return history
 
 
-def check_fit_arguments(epochs: int, batch_size: int, lr: float, select: str, model: MultiTaskModel) -> None:
+def check_fit_arguments(
+    epochs: int, batch_size: int, lr: float, select: str, model: MultiTaskModel, lr_schedule: str
+) -> None:
     """Raise ``ValueError`` for arguments ``fit`` cannot use."""
     check_whole_number("epochs", epochs)
     check_whole_number("batch_size", batch_size)
     if not lr > 0:
         raise ValueError(f"lr must be positive, got {lr}")
+    if lr_schedule not in SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {list(SCHEDULES)}, got {lr_schedule!r}")
     if select != "loss" and select not in model.tasks:
         raise ValueError(
             f"select must be 'loss' or one of the model's tasks {list(model.tasks)}, got {select!r}"
@@ -318,6 +347,7 @@ def train_one_epoch(
     data: Dataset,
     method: nn.Module,
     optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
     batch_size: int,
     device: torch.device,
     generator: torch.Generator,
@@ -345,6 +375,7 @@ def train_one_epoch(
             cause = non_finite_cause(images, targets, model.tasks, optimizer.param_groups[0]["lr"])
             raise FloatingPointError(f"epoch {epoch}: {error}; {cause}") from error
         optimizer.step()
+        scheduler.step()  # the learning rate of the next step
         method.on_step_end(losses, losses_after_step(model, images, targets, method))
         labelled = label_counts(targets, model.tasks)  # [T]
         first_losses = torch.where(first_losses.isnan() & (labelled > 0), losses, first_losses)  # [T]

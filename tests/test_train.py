@@ -8,8 +8,8 @@ import torch
 from mtlcourse.data import MultiShapes
 from mtlcourse.models import HardParameterSharing, SmallCNN
 from mtlcourse.tasks import Task
-from mtlcourse.train import evaluate, fit, predict
-from mtlcourse.weighting import FixedWeighting
+from mtlcourse.train import SCHEDULES, evaluate, fit, predict
+from mtlcourse.weighting import FixedWeighting, UncertaintyWeighting
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +97,7 @@ def test_model_and_dataset_that_disagree_say_which_task(data):
         ({"batch_size": 0}, "batch_size must be at least 1"),
         ({"lr": -1.0}, "lr must be positive"),
         ({"select": "colour"}, "select must be 'loss' or one of"),
+        ({"lr_schedule": "linear"}, "lr_schedule must be one of"),
         ({"device": "cuda"} if not torch.cuda.is_available() else {"epochs": -1}, "(cuda|epochs)"),
     ],
 )
@@ -136,3 +137,50 @@ def test_any_dataset_of_image_and_targets_trains_through_a_dataloader(data):
     fast = evaluate(model, val)
     slow = evaluate(model, ListDataset(val))
     assert slow["color"]["accuracy"] == pytest.approx(fast["color"]["accuracy"])
+
+
+def test_cosine_schedule_sets_the_learning_rate_of_every_step(data, monkeypatch):
+    train, _ = data
+    used = []
+    step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        used.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    fit(
+        small_model(train.tasks),
+        train,
+        epochs=2,
+        batch_size=300,
+        lr=0.01,
+        lr_schedule="cosine",
+        progress=False,
+    )
+    total = 2 * math.ceil(len(train) / 300)  # 6 steps
+    expected = [0.01 * 0.5 * (1 + math.cos(math.pi * k / total)) for k in range(total)]
+    assert used == pytest.approx(expected)
+    assert SCHEDULES["cosine"](0, 10) == 1.0 and SCHEDULES["cosine"](10, 10) == pytest.approx(0.0)
+    assert SCHEDULES["constant"](7, 10) == 1.0
+
+
+def test_a_method_with_parameters_can_have_its_own_learning_rate(data):
+    train, _ = data
+    one_batch = train.subset(range(64))
+    for lr in (None, 0.1):
+        method = UncertaintyWeighting(2, lr=lr)
+        fit(
+            small_model(train.tasks),
+            one_batch,
+            method=method,
+            epochs=1,
+            batch_size=64,
+            lr=1e-3,
+            progress=False,
+        )
+        # Adam's first step moves every parameter by its learning rate (the gradient's sign times lr).
+        expected = torch.full((2,), 1e-3 if lr is None else lr)
+        assert torch.allclose(method.log_vars.detach().abs(), expected, rtol=1e-3)
+    with pytest.raises(ValueError, match="lr must be positive"):
+        UncertaintyWeighting(2, lr=0.0)

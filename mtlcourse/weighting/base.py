@@ -34,6 +34,9 @@ class LossWeighting(nn.Module):
     needs_losses_after_step: bool = False
     #: What the method sees; aggregators have ``"parameters"`` or ``"representation"`` here.
     level: str = "losses"
+    #: The learning rate of the method's own parameters in :func:`mtlcourse.train.fit`'s optimiser;
+    #: ``None`` uses the model's. Methods with parameters take it as an argument.
+    lr: float | None = None
 
     def __init__(self) -> None:
         super().__init__()

@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mtlcourse.weighting.base import LossWeighting, check_losses, check_num_tasks, check_task_count
+from mtlcourse.weighting.base import (
+    LossWeighting,
+    check_losses,
+    check_num_tasks,
+    check_positive,
+    check_task_count,
+)
 
 
 class IMTLL(LossWeighting):
@@ -26,6 +32,9 @@ class IMTLL(LossWeighting):
 
     Args:
         num_tasks: the number of tasks ``T``; one log-scale each.
+        lr: the learning rate of the log-scales in :func:`mtlcourse.train.fit`'s optimiser (default ``None``:
+            the model's). A learned weight moves about ``lr`` per Adam step, so in a short run it stays near
+            its start unless its learning rate is larger than the network's.
 
     Shape:
         losses: ``[T]``. Returns a scalar. ``last_weights`` is :math:`e^{s}`, ``[T]``.
@@ -42,10 +51,13 @@ class IMTLL(LossWeighting):
     Used in chapter 05.
     """
 
-    def __init__(self, num_tasks: int) -> None:
+    def __init__(self, num_tasks: int, lr: float | None = None) -> None:
         super().__init__()
         check_task_count(num_tasks)
+        if lr is not None:
+            check_positive("lr", lr)
         self.num_tasks = num_tasks
+        self.lr = lr
         self.log_scales = nn.Parameter(torch.zeros(num_tasks))  # [T] s_t
 
     def weights(self, losses: Tensor) -> Tensor:
@@ -64,4 +76,4 @@ class IMTLL(LossWeighting):
             self.log_scales.zero_()
 
     def hyperparameters(self) -> dict[str, object]:
-        return {"num_tasks": self.num_tasks}
+        return {"num_tasks": self.num_tasks, "lr": self.lr}
