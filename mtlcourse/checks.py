@@ -91,7 +91,7 @@ class NotAnswered(Exception):  # noqa: N818 (a state of the exercise, not an err
     """Raised by :func:`answer` while an exercise's answer is still its placeholder."""
 
 
-#: What a learner's cell holds before it is answered: ``None`` (or ``...``, Python's Ellipsis).
+#: The values a learner's cell holds before it is answered, ``None`` and ``...`` (Python's Ellipsis).
 PLACEHOLDERS = (None, Ellipsis)
 
 
