@@ -23,12 +23,13 @@ Used in chapter 06.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from mtlcourse.backward import mtl_backward
+from mtlcourse.backward import jacobian, mtl_backward
 
 #: :math:`\epsilon`, the floor inside the logarithms of the upper half-plane.
 EPS = 5e-6
@@ -172,6 +173,7 @@ def run_toy(
     scales: tuple[float, float] = (1.0, 1.0),
     offset: float = 0.0,
     steps_per_epoch: int = 100,
+    betas: tuple[float, float] = (0.9, 0.999),
 ) -> Tensor:
     """Follow ``method`` from ``start`` on the toy problem; returns the trajectory ``[steps + 1, 2]``.
 
@@ -198,6 +200,7 @@ def run_toy(
             plain sum, but methods that need positive losses (DWA, GLS, scale-invariant) need one of at
             least 20 (every loss is above ``LOSS_LOWER_BOUND``).
         steps_per_epoch: steps per pretend epoch, for :meth:`~mtlcourse.weighting.base.LossWeighting.on_epoch_end`.
+        betas: Adam's two decay rates (default ``(0.9, 0.999)``, PyTorch's and the papers'); ignored by SGD.
 
     Example:
         >>> from mtlcourse.weighting import EqualWeighting
@@ -209,12 +212,11 @@ def run_toy(
 
     Used in chapter 06.
     """
-    check_run_arguments(steps, lr, optimizer, scales, steps_per_epoch)
+    check_run_arguments(steps, lr, optimizer, scales, steps_per_epoch, betas)
     x = nn.Parameter(start_tensor(start))  # [2]
     scale = torch.tensor(scales, device=x.device, dtype=x.dtype)  # [2]
     method.to(device=x.device).reset()
-    params = [x, *method.parameters()]
-    opt = torch.optim.Adam(params, lr=lr) if optimizer == "adam" else torch.optim.SGD(params, lr=lr)
+    opt = make_optimizer([x, *method.parameters()], optimizer, lr, betas)
     trajectory = [x.detach().clone()]
     epoch_sum = torch.zeros_like(x.detach())  # [2]
     for step in range(1, steps + 1):
@@ -232,6 +234,185 @@ def run_toy(
     return torch.stack(trajectory)  # [steps + 1, 2]
 
 
+@dataclass(frozen=True)
+class ToyRuns:
+    """What :func:`run_toy_many` recorded for ``N`` runs of ``steps`` steps.
+
+    Attributes:
+        paths: ``[N, steps + 1, 2]``, every run's point before the first step and after every step; a run
+            that stopped stays at its last point.
+        directions: ``[N, steps, 2]``, what each run's optimiser received at each step (the aggregated
+            direction, or the gradient of a loss weighting's objective); zero after the run stopped.
+            ``None`` when not recorded.
+        jacobians: ``[N, steps, 2, 2]``, both task gradients at each step's point (rows: tasks). ``None``
+            when not recorded.
+        stopped: ``[N]``, the number of steps each run took (``steps`` when it ran to the end), so that
+            ``paths[n, stopped[n]]`` is its final point.
+        reasons: why each run stopped: ``""`` (it did not), ``"done"`` (``done`` said so) or the error its
+            method raised, as ``"RuntimeError: ..."``.
+    """
+
+    paths: Tensor
+    directions: Tensor | None
+    jacobians: Tensor | None
+    stopped: Tensor
+    reasons: tuple[str, ...]
+
+
+def run_toy_many(
+    methods: Sequence[nn.Module],
+    starts: Tensor,
+    steps: int = 10_000,
+    lr: float = 5e-3,
+    optimizer: str = "adam",
+    scales: tuple[float, float] = (1.0, 1.0),
+    offset: float = 0.0,
+    steps_per_epoch: int = 100,
+    betas: tuple[float, float] = (0.9, 0.999),
+    done: Callable[[Tensor], Tensor] | None = None,
+    stop_on: tuple[type[Exception], ...] = (),
+    record: bool = True,
+) -> ToyRuns:
+    """Follow ``methods[n]`` from ``starts[n]`` for every ``n`` at once: :func:`run_toy` for a batch of runs.
+
+    The points are independent, so one autograd call gives every point's two task gradients, and one Adam
+    over the stack of points ``[N, 2]`` is exactly one Adam per point (Adam updates every coordinate on its
+    own). Each step then does for each run what :func:`run_toy` does for one: the method's direction (a
+    loss weighting's objective is backpropagated, an aggregator gets its point's Jacobian ``[2, 2]``), the
+    optimiser step, and the hooks. Every argument :func:`run_toy` takes means the same here.
+
+    A run stops, and stays where it is for the remaining steps, when its method raises one of the
+    exceptions in ``stop_on`` (by default none: the error propagates), or when ``done`` (a function of the
+    points ``[N, 2]`` that returns ``[N]`` booleans, checked after every step) says so. Stopped runs cost
+    nothing more.
+
+    Args:
+        methods: one method object per run (the same object may not serve two runs: methods have state).
+        starts: the start points ``[N, 2]``; their device and floating dtype are kept.
+        done: optional; a run whose point makes it return ``True`` stops after that step.
+        stop_on: exception types that stop a run instead of propagating (e.g. ``(RuntimeError,)`` for a
+            solver that can fail).
+        record: whether to keep every step's directions and Jacobians (``False`` saves memory on long runs).
+
+    Returns:
+        A :class:`ToyRuns`.
+
+    Example:
+        >>> from mtlcourse.weighting import EqualWeighting
+        >>> runs = run_toy_many([EqualWeighting(), EqualWeighting()], START_POINTS[3:], steps=100, lr=0.05)
+        >>> runs.paths.shape, runs.stopped.tolist()
+        (torch.Size([2, 101, 2]), [100, 100])
+        >>> torch.equal(runs.paths[1], run_toy(EqualWeighting(), START_POINTS[4], steps=100, lr=0.05))
+        True
+
+    Used in chapter 06.
+    """
+    check_run_arguments(steps, lr, optimizer, scales, steps_per_epoch, betas)
+    x = nn.Parameter(start_points(starts, len(methods)))  # [N, 2]
+    if len({id(m) for m in methods}) != len(methods):
+        raise ValueError("every run needs its own method object: methods keep state between steps")
+    scale = torch.tensor(scales, device=x.device, dtype=x.dtype)  # [2]
+    for method in methods:
+        method.to(device=x.device).reset()
+    opt = make_optimizer([x, *(p for m in methods for p in m.parameters())], optimizer, lr, betas)
+    N, steps_taken, reasons = len(methods), torch.full((len(methods),), steps), [""] * len(methods)
+    paths, directions, jacobians = [x.detach().clone()], [], []
+    epoch_sum = torch.zeros_like(x.detach())  # [N, 2]
+    for step in range(1, steps + 1):
+        running = [n for n in range(N) if not reasons[n]]
+        opt.zero_grad(set_to_none=True)
+        losses = toy_losses(x) * scale + offset  # [N, 2]; point n's losses depend on x[n] only
+        J = jacobian(losses.sum(0), [x], route="loop").view(2, N, 2).transpose(0, 1)  # [N, 2 tasks, 2]
+        for n, error in step_directions(methods, running, x, losses, J, stop_on):
+            steps_taken[n], reasons[n] = step - 1, f"{type(error).__name__}: {error}"
+        still = torch.tensor([not reasons[n] for n in range(N)], device=x.device)  # [N]
+        before = x.detach().clone()  # [N, 2]
+        opt.step()
+        with torch.no_grad():
+            x.copy_(torch.where(still[:, None], x, before))  # a stopped run stays where it is
+        call_hooks(methods, [n for n in running if not reasons[n]], x, losses, scale, offset)
+        epoch_sum += losses.detach()
+        if step % steps_per_epoch == 0:
+            for n in running:
+                if not reasons[n]:
+                    methods[n].on_epoch_end(epoch_sum[n] / steps_per_epoch)
+            epoch_sum.zero_()
+        if done is not None:
+            for n in done(x.detach()).nonzero().flatten().tolist():
+                if not reasons[n]:
+                    steps_taken[n], reasons[n] = step, "done"
+        paths.append(x.detach().clone())
+        if record:
+            directions.append(
+                torch.zeros_like(before) if x.grad is None else x.grad.detach() * still[:, None]
+            )
+            jacobians.append(J.detach())
+        if all(reasons):
+            break
+    paths += [paths[-1]] * (steps + 1 - len(paths))  # every run stopped early: they all stay put
+    fill = steps - len(directions) if record else 0
+    return ToyRuns(
+        paths=torch.stack(paths, 1),  # [N, steps + 1, 2]
+        directions=torch.stack(directions + [torch.zeros_like(x.detach())] * fill, 1) if record else None,
+        jacobians=torch.stack(jacobians + [jacobians[-1]] * fill, 1) if record and jacobians else None,
+        stopped=steps_taken,
+        reasons=tuple(reasons),
+    )
+
+
+def step_directions(
+    methods: Sequence[nn.Module],
+    running: list[int],
+    x: Tensor,
+    losses: Tensor,
+    J: Tensor,
+    stop_on: tuple[type[Exception], ...],
+) -> list[tuple[int, Exception]]:
+    """Fill ``x.grad`` ``[N, 2]`` with each running method's direction, as ``mtl_backward`` would for one
+    point; return the runs whose method raised one of ``stop_on``, with the error."""
+    failed, objective, d = [], None, torch.zeros_like(x.detach())  # d: [N, 2]
+    for n in running:
+        try:
+            if methods[n].level == "losses":  # backpropagated below, as mtl_backward does
+                term = methods[n](losses[n])
+                objective = term if objective is None else objective + term
+            else:
+                d[n] = methods[n](J[n], losses[n].detach())  # [2]
+        except stop_on as error:
+            failed.append((n, error))
+    if objective is not None:
+        objective.backward()  # the points are independent: row n gets its own method's gradient
+    for n, _ in failed:
+        d[n] = 0.0
+    x.grad = d if x.grad is None else x.grad + d  # a loss weighting's row of d is 0, an aggregator's of .grad
+    for n, _ in failed:
+        x.grad[n] = 0.0
+    return failed
+
+
+def call_hooks(
+    methods: Sequence[nn.Module], running: list[int], x: Tensor, losses: Tensor, scale: Tensor, offset: float
+) -> None:
+    """``on_step_end`` of every running method, with the losses after the step when it asks for them."""
+    after = toy_losses(x.detach()) * scale + offset  # [N, 2]
+    for n in running:
+        method = methods[n]
+        method.on_step_end(losses[n].detach(), after[n] if method.needs_losses_after_step else None)
+
+
+def start_points(starts: Tensor, num_runs: int) -> Tensor:
+    """``starts`` as a fresh floating-point tensor ``[N, 2]``, one row per run."""
+    if not isinstance(starts, Tensor):
+        starts = torch.tensor([[float(v) for v in point] for point in starts])
+    x = starts.detach().clone()
+    x = x if x.is_floating_point() else x.to(torch.get_default_dtype())
+    if x.dim() != 2 or x.shape[1] != 2 or x.shape[0] != num_runs:
+        raise ValueError(
+            f"starts must be [N, 2] with one row per method (N = {num_runs}), got {tuple(x.shape)}"
+        )
+    return x
+
+
 def start_tensor(start: Sequence[float] | Tensor) -> Tensor:
     """``start`` as a fresh floating-point tensor ``[2]``."""
     if isinstance(start, Tensor):
@@ -244,10 +425,24 @@ def start_tensor(start: Sequence[float] | Tensor) -> Tensor:
     return x
 
 
+def make_optimizer(
+    params: list[Tensor], optimizer: str, lr: float, betas: tuple[float, float]
+) -> torch.optim.Optimizer:
+    """Adam (with ``betas``) or plain SGD over ``params``."""
+    if optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=betas)
+    return torch.optim.SGD(params, lr=lr)
+
+
 def check_run_arguments(
-    steps: int, lr: float, optimizer: str, scales: tuple[float, float], steps_per_epoch: int
+    steps: int,
+    lr: float,
+    optimizer: str,
+    scales: tuple[float, float],
+    steps_per_epoch: int,
+    betas: tuple[float, float] = (0.9, 0.999),
 ) -> None:
-    """Raise ``ValueError`` for arguments :func:`run_toy` cannot use."""
+    """Raise ``ValueError`` for arguments :func:`run_toy` and :func:`run_toy_many` cannot use."""
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
     if not lr > 0:
@@ -258,3 +453,5 @@ def check_run_arguments(
         raise ValueError(f"scales must be two positive numbers, got {scales!r}")
     if not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
         raise ValueError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch!r}")
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")

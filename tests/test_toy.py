@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from mtlcourse.aggregation import GramianWeighting
+from mtlcourse.aggregation import GramianWeighting, NashMTL, UPGrad
 from mtlcourse.toy import (
     LOSS_LOWER_BOUND,
     START_POINTS,
@@ -16,6 +16,7 @@ from mtlcourse.toy import (
     landscape,
     pareto_set,
     run_toy,
+    run_toy_many,
     toy_losses,
 )
 from mtlcourse.weighting import FAMO, RLW, EqualWeighting, LossWeighting, UncertaintyWeighting
@@ -232,6 +233,7 @@ def test_runner_with_sgd_follows_the_negative_gradient() -> None:
         ({"optimizer": "lbfgs"}, "optimizer"),
         ({"scales": (1.0, 0.0)}, "scales"),
         ({"steps_per_epoch": 0}, "steps_per_epoch"),
+        ({"betas": (0.9, 1.0)}, "betas"),
         ({"start": (1.0, 2.0, 3.0)}, "start"),
     ],
 )
@@ -244,3 +246,133 @@ def test_runner_rejects_invalid_arguments(kwargs: dict, argument: str) -> None:
 def test_pareto_set_rejects_too_few_points() -> None:
     with pytest.raises(ValueError, match="num"):
         pareto_set(1)
+
+
+def test_runner_uses_the_given_betas() -> None:
+    start = (-7.5, -0.5)
+    default = run_toy(EqualWeighting(), start, steps=30, lr=0.05)
+    explicit = run_toy(EqualWeighting(), start, steps=30, lr=0.05, betas=(0.9, 0.999))
+    short_memory = run_toy(EqualWeighting(), start, steps=30, lr=0.05, betas=(0.9, 0.9))
+    assert torch.equal(default, explicit) and not torch.allclose(default, short_memory)
+
+
+# The batched runner ---------------------------------------------------------------------------------
+
+
+def mixed_methods() -> list:
+    """One method of every kind the runner handles: plain and stateful loss weightings, one with its own
+    parameters, one that needs the losses after each step, a seeded random one, and two aggregators."""
+    return [
+        EqualWeighting(),
+        UncertaintyWeighting(2),
+        FAMO(2, min_losses=[LOSS_LOWER_BOUND, LOSS_LOWER_BOUND]),
+        RLW(seed=0),
+        MeanGradient(),
+        UPGrad(),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "rows"),
+    [
+        ({"lr": 0.05}, [0, 1, 2, 3, 4, 0]),
+        (
+            {"lr": 0.02, "betas": (0.9, 0.9), "scales": (0.1, 1.0), "offset": 20.0, "steps_per_epoch": 7},
+            [0, 1, 2, 3, 4, 2],
+        ),
+        ({"lr": 0.01, "optimizer": "sgd", "offset": 20.0}, [1, 3, 4, 1, 3, 4]),  # SGD blows up in the valleys
+    ],
+)
+def test_many_runs_at_once_are_the_runs_one_at_a_time(schedule: dict, rows: list[int]) -> None:
+    """run_toy is the oracle: every run of a mixed batch must follow it exactly."""
+    starts = START_POINTS[rows].double()  # [6, 2], one start per method
+    runs = run_toy_many(mixed_methods(), starts, steps=40, **schedule)
+    assert runs.paths.shape == (6, 41, 2) and runs.directions.shape == (6, 40, 2)
+    assert runs.jacobians.shape == (6, 40, 2, 2)
+    assert runs.stopped.tolist() == [40] * 6 and runs.reasons == ("",) * 6
+    assert torch.isfinite(runs.paths).all()
+    for n, (method, start) in enumerate(zip(mixed_methods(), starts)):
+        torch.testing.assert_close(
+            runs.paths[n], run_toy(method, start, steps=40, **schedule), rtol=0, atol=0
+        )
+
+
+def test_many_runs_record_the_jacobian_and_the_direction() -> None:
+    starts = START_POINTS[3:].double()  # [2, 2]
+    runs = run_toy_many([MeanGradient(), UPGrad()], starts, steps=3, lr=0.05)
+    torch.testing.assert_close(runs.jacobians[0, 0], torch.stack([grad(0, starts[0]), grad(1, starts[0])]))
+    torch.testing.assert_close(runs.directions[0, 0], runs.jacobians[0, 0].mean(0))  # the mean gradient
+    torch.testing.assert_close(runs.directions[1, 0], UPGrad()(runs.jacobians[1, 0]))
+    assert run_toy_many([MeanGradient()], starts[:1], steps=3, record=False).directions is None
+
+
+class FailsAfter(GramianWeighting):
+    """The mean gradient, until call ``limit``, when it raises like a solver that gives up."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.calls = 0
+
+    def reset(self) -> None:
+        super().reset()
+        self.calls = 0
+
+    def weights(self, gramian: Tensor) -> Tensor:
+        self.calls += 1
+        if self.calls > self.limit:
+            raise RuntimeError("the solver gave up")
+        return torch.full((2,), 0.5, dtype=gramian.dtype)
+
+
+def test_a_run_whose_method_raises_stops_there_and_the_others_go_on() -> None:
+    starts = START_POINTS[3:].double()  # [2, 2]
+    runs = run_toy_many([FailsAfter(5), MeanGradient()], starts, steps=20, lr=0.05, stop_on=(RuntimeError,))
+    assert runs.stopped.tolist() == [5, 20]
+    assert runs.reasons == ("RuntimeError: the solver gave up", "")
+    assert (runs.paths[0, 5:] == runs.paths[0, 5]).all(), "a stopped run stays where it stopped"
+    assert (runs.directions[0, 5:] == 0).all()
+    torch.testing.assert_close(runs.paths[0, :6], run_toy(MeanGradient(), starts[0], steps=5, lr=0.05))
+    torch.testing.assert_close(runs.paths[1], run_toy(MeanGradient(), starts[1], steps=20, lr=0.05))
+    with pytest.raises(RuntimeError, match="gave up"):
+        run_toy_many([FailsAfter(5)], starts[:1], steps=20, lr=0.05)  # not in stop_on: it propagates
+
+
+def test_done_stops_a_run_after_the_step_that_satisfies_it() -> None:
+    starts = torch.tensor([[9.0, -1.0], [-7.5, -0.5]], dtype=torch.float64)
+
+    def left_of_eight(points: Tensor) -> Tensor:
+        return points[:, 0] < 8.0  # only the first run starts right of 8
+
+    runs = run_toy_many([MeanGradient(), MeanGradient()], starts, steps=200, lr=0.05, done=left_of_eight)
+    assert runs.reasons == ("done", "done") and runs.stopped[1] == 1
+    k = int(runs.stopped[0])
+    assert runs.paths[0, k, 0] < 8.0 <= runs.paths[0, k - 1, 0]
+    assert (runs.paths[0, k:] == runs.paths[0, k]).all() and runs.paths.shape == (2, 201, 2)
+
+
+def test_nash_mtl_does_not_move_from_a_pareto_stationary_point() -> None:
+    """On the Pareto set the two gradients are opposite: Nash-MTL returns the zero direction."""
+    start = pareto_set(5)[1:4].double()  # [3, 2] interior points of the set
+    runs = run_toy_many([NashMTL() for _ in range(3)], start, steps=10, lr=0.05)
+    assert (runs.directions == 0).all() and (runs.paths == start[:, None]).all()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"starts": torch.zeros(3, 2)}, "one row per method"),
+        ({"starts": torch.zeros(2)}, "one row per method"),
+        ({"methods": "same"}, "its own method object"),
+        ({"betas": (1.0, 0.999)}, "betas"),
+        ({"steps": -1}, "steps"),
+    ],
+)
+def test_many_runs_reject_invalid_arguments(kwargs: dict, message: str) -> None:
+    shared = EqualWeighting()
+    arguments = {"methods": [EqualWeighting(), EqualWeighting()], "starts": torch.zeros(2, 2), "steps": 1}
+    arguments.update(kwargs)
+    if arguments["methods"] == "same":
+        arguments["methods"] = [shared, shared]
+    with pytest.raises(ValueError, match=message):
+        run_toy_many(**arguments)
