@@ -31,7 +31,11 @@ occurs, is 0 (scikit-learn's default); a class that occurs neither in the target
 no value at all (``nan``) and is left out of macro averages, as scikit-learn does for multi-class data when
 ``labels`` is not given. A metric with no labelled entry at all is ``nan``.
 
-Used in chapter 01 (accuracy, confusion, precision, recall, F1), 03 (IoU, MAE) and 12 (:func:`delta_m`).
+Boundaries (``edge`` tasks) are scored with a tolerance instead of pixel by pixel: :func:`boundary_f1` counts
+a predicted boundary pixel as right when a true one lies within a pixel of it, and the other way round.
+
+Used in chapter 01 (accuracy, confusion, precision, recall, F1), 03 (IoU, MAE, boundary F1) and 12
+(:func:`delta_m`).
 """
 
 from __future__ import annotations
@@ -40,11 +44,16 @@ import math
 from collections.abc import Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from mtlcourse.tasks import LOWER_IS_BETTER, METRICS, Task
+from mtlcourse.utils import is_whole_number
 
 AVERAGES = ("macro", "micro", None)
+
+#: How far, in pixels (Chebyshev distance), a predicted boundary may lie from a true one and still count.
+BOUNDARY_TOLERANCE = 1
 
 #: Every metric name that :func:`delta_m` can orient by itself.
 KNOWN_METRICS = frozenset(name for names in METRICS.values() for name in names) | LOWER_IS_BETTER
@@ -300,6 +309,130 @@ def rmse(pred: Tensor, target: Tensor) -> Tensor:
     return (sq_sum / count).sqrt()
 
 
+def dilate(mask: Tensor, tolerance: int) -> Tensor:
+    """``[B, H, W]`` booleans: the pixels within ``tolerance`` pixels of a ``True`` pixel of ``mask`` ``[B, H, W]``.
+
+    Distance is the Chebyshev (chessboard) distance, so this is a max-pool over a ``(2 t + 1) x (2 t + 1)``
+    window centred on each pixel; pixels outside the image count as ``False``.
+
+    Example:
+        >>> dilate(torch.tensor([[[False, False, False, True]]]), tolerance=1)
+        tensor([[[False, False,  True,  True]]])
+    """
+    if tolerance == 0:
+        return mask
+    window = 2 * tolerance + 1
+    pooled = F.max_pool2d(mask[:, None].float(), window, stride=1, padding=tolerance)  # [B, 1, H, W]
+    return pooled[:, 0] > 0  # [B, H, W]
+
+
+def boundary_matches(pred: Tensor, target: Tensor, tolerance: int = BOUNDARY_TOLERANCE) -> dict[str, Tensor]:
+    """The pixel maps ``[B, H, W]`` (booleans) behind :func:`boundary_f1`, over the labelled pixels only.
+
+    ``predicted`` and ``true`` are the predicted (logit above 0) and true boundary pixels;
+    ``matched_predicted`` the predicted ones with a true boundary pixel within ``tolerance``,
+    ``matched_true`` the true ones with a predicted boundary pixel within ``tolerance``; ``labelled`` the
+    pixels whose target is not ``nan``. A predicted pixel that is not matched is a false alarm; a true one
+    that is not matched is a miss.
+    """
+    labelled = ~torch.isnan(target)  # [B, H, W]
+    predicted = (pred > 0) & labelled  # [B, H, W]; a logit above 0 is a probability above 0.5
+    true = (target == 1) & labelled  # [B, H, W]
+    return {
+        "predicted": predicted,
+        "matched_predicted": predicted & dilate(true, tolerance),  # [B, H, W] a true boundary lies near
+        "true": true,
+        "matched_true": true & dilate(predicted, tolerance),  # [B, H, W] a predicted boundary lies near
+        "labelled": labelled,
+    }
+
+
+def boundary_counts(pred: Tensor, target: Tensor, tolerance: int = BOUNDARY_TOLERANCE) -> Tensor:
+    """The six counts ``[6]`` behind :func:`boundary_f1`, without validation and without a device sync.
+
+    In order: predicted boundary pixels, those with a true boundary pixel within ``tolerance``, true
+    boundary pixels, those with a predicted boundary pixel within ``tolerance`` (the maps of
+    :func:`boundary_matches`), pixels predicted exactly right, labelled pixels.
+    """
+    maps = boundary_matches(pred, target, tolerance)
+    correct = (maps["predicted"] == maps["true"]) & maps["labelled"]  # [B, H, W]
+    order = ["predicted", "matched_predicted", "true", "matched_true"]
+    return torch.stack([maps[name].sum() for name in order] + [correct.sum(), maps["labelled"].sum()])  # [6]
+
+
+def _boundary_metrics(counts: Tensor) -> dict[str, Tensor]:
+    """Boundary F1, precision, recall and pixel accuracy (0-dim tensors) from :func:`boundary_counts`."""
+    dtype = _float_dtype(counts.device)
+    predicted, matched_predicted, true, matched_true, correct, labelled = counts.to(dtype)  # [] each
+    present = (predicted + true) > 0  # a boundary somewhere, predicted or true
+    precision = _ratio(matched_predicted, predicted, present)
+    recall = _ratio(matched_true, true, present)
+    total = precision + recall
+    f1 = 2 * precision * recall / torch.where(total > 0, total, 1.0)  # 0 when both are 0
+    f1 = torch.where(present, f1, torch.full_like(f1, math.nan))
+    return {"boundary_f1": f1, "precision": precision, "recall": recall, "pixel_accuracy": correct / labelled}
+
+
+def boundary_f1(pred: Tensor, target: Tensor, tolerance: int = BOUNDARY_TOLERANCE) -> Tensor:
+    r"""F1 score of predicted boundaries, where a boundary found within ``tolerance`` pixels counts as found.
+
+    With :math:`\hat B` the predicted boundary pixels (logit above 0), :math:`B` the true ones, and
+    :math:`D_t(X)` the pixels within Chebyshev distance :math:`t` of :math:`X` (a max-pool, :func:`dilate`):
+
+    .. math::
+
+        P = \frac{|\hat B \cap D_t(B)|}{|\hat B|}, \qquad
+        R = \frac{|B \cap D_t(\hat B)|}{|B|}, \qquad
+        F_1 = \frac{2 P R}{P + R}.
+
+    This follows the boundary benchmark of BSDS (Martin, Fowlkes and Malik, TPAMI 2004), which also matches
+    boundaries within a tolerance, but it is simpler: BSDS matches pixels one to one (a bipartite
+    matching), while here several predicted pixels may match the same true pixel, so a thick prediction
+    near a thin boundary is not penalised for its thickness. With ``tolerance=0`` it is the ordinary F1 of
+    the boundary pixels. The default tolerance is 1 pixel: one-pixel-wide MultiShapes boundaries found one
+    pixel off still count.
+
+    Undefined values follow the module's rule: a precision with no predicted boundary, or a recall with no
+    true boundary, is 0 (and then so is F1); with no boundary at all, predicted or true, or no labelled
+    pixel, the F1 is ``nan``. Unlabelled pixels (target ``nan``) are left out.
+
+    Args:
+        pred: logits ``[B, H, W]`` (a boundary where the logit is above 0), or a 0/1 map.
+        target: ``[B, H, W]``, 1 on a boundary, 0 elsewhere, ``nan`` where unlabelled.
+        tolerance: how far, in pixels, a match may be (default :data:`BOUNDARY_TOLERANCE` = 1).
+
+    Returns:
+        A 0-dim tensor on the device of the inputs.
+
+    Example:
+        >>> target = torch.tensor([[[0.0, 1.0, 0.0, 0.0]]])  # one true boundary pixel
+        >>> shifted = torch.tensor([[[0.0, 0.0, 1.0, 0.0]]])  # found one pixel to the right
+        >>> float(boundary_f1(shifted, target)), float(boundary_f1(shifted, target, tolerance=0))
+        (1.0, 0.0)
+
+    Used in chapter 03.
+    """
+    _check_boundary_arguments(pred, target, tolerance)
+    return _boundary_metrics(boundary_counts(pred, target, tolerance))["boundary_f1"]
+
+
+def _check_boundary_arguments(pred: Tensor, target: Tensor, tolerance: int) -> None:
+    """Raise ``ValueError`` unless ``pred`` and ``target`` are ``[B, H, W]`` maps and ``tolerance`` is >= 0."""
+    if pred.dim() != 3 or pred.shape != target.shape:
+        raise ValueError(
+            f"pred and target must both be [B, H, W] maps, got {tuple(pred.shape)} and {tuple(target.shape)}"
+        )
+    if not target.is_floating_point():
+        raise ValueError(f"target must be a float map (1, 0 or nan), got dtype {target.dtype}")
+    _check_tolerance(tolerance)
+
+
+def _check_tolerance(tolerance: int) -> None:
+    """Raise ``ValueError`` unless ``tolerance`` is a whole number of pixels, at least 0."""
+    if not is_whole_number(tolerance, 0):
+        raise ValueError(f"tolerance must be a whole number of pixels, at least 0, got {tolerance!r}")
+
+
 def _flatten_scores(scores: Mapping, what: str) -> dict[str, float]:
     """``{task: {metric: v}}`` or ``{name: v}`` -> ``{"task/metric": v}`` or ``{name: v}`` as floats."""
     flat: dict[str, float] = {}
@@ -385,8 +518,8 @@ class TaskMeter:
     r"""Streaming metrics for one task: call :meth:`update` per batch, then :meth:`compute` once.
 
     The meter keeps counts, never predictions: a confusion matrix ``[C, C]`` (multiclass, segmentation),
-    ``[2, 2]`` (binary), one ``[2, 2]`` matrix per label ``[K, 2, 2]`` (multilabel), or the sums of absolute
-    and squared errors and their count (regression). The counts live on the device of the outputs and
+    ``[2, 2]`` (binary), one ``[2, 2]`` matrix per label ``[K, 2, 2]`` (multilabel), the six counts of
+    :func:`boundary_counts` (edge), or the sums of absolute and squared errors and their count (regression). The counts live on the device of the outputs and
     :meth:`update` never waits for it; :meth:`compute` makes the one copy to the CPU. Binary and multilabel
     logits are thresholded at 0 (probability 0.5); multiclass and segmentation predict the argmax.
 
@@ -396,10 +529,14 @@ class TaskMeter:
     - binary: ``accuracy`` and the ``f1``, ``precision``, ``recall`` of the positive class;
     - multilabel: ``micro_f1``, ``macro_f1`` (over labels) and the element-wise ``accuracy``;
     - segmentation: ``miou`` (mean IoU over classes) and ``pixel_accuracy``;
+    - edge: ``boundary_f1`` with its ``precision`` and ``recall`` (:func:`boundary_f1`, within
+      ``tolerance`` pixels), and the exact ``pixel_accuracy``;
     - regression: ``mae`` and ``rmse`` over all labelled values.
 
     Args:
         task: the :class:`~mtlcourse.tasks.Task` whose outputs and targets are measured.
+        tolerance: for edge tasks, how far in pixels a boundary may be found and still count (default
+            :data:`BOUNDARY_TOLERANCE` = 1); other kinds ignore it.
 
     Shape:
         ``update(output, target)`` takes the output and target conventions of :mod:`mtlcourse.tasks`.
@@ -418,10 +555,12 @@ class TaskMeter:
     Used in chapter 01 (and by :func:`mtlcourse.train.evaluate` everywhere).
     """
 
-    def __init__(self, task: Task) -> None:
+    def __init__(self, task: Task, tolerance: int = BOUNDARY_TOLERANCE) -> None:
         if not isinstance(task, Task):
             raise ValueError(f"task must be a Task, got {type(task).__name__}")
+        _check_tolerance(tolerance)
         self.task = task
+        self.tolerance = tolerance
         self.counts: Tensor | None = None
 
     def reset(self) -> None:
@@ -432,8 +571,8 @@ class TaskMeter:
     def confusion(self) -> Tensor:
         """Confusion counts so far, ``[C, C]``, ``[2, 2]`` (binary) or ``[K, 2, 2]`` (multilabel)."""
         kind, C = self.task.kind, self.task.num_outputs
-        if kind == "regression":
-            raise ValueError(f"task {self.task.name!r} is a regression task: it has no confusion matrix")
+        if kind in ("regression", "edge"):
+            raise ValueError(f"task {self.task.name!r} is a {kind} task: it has no confusion matrix")
         if self.counts is not None:
             return self.counts[0] if kind == "binary" else self.counts
         shape = {"multilabel": (C, 2, 2), "binary": (2, 2)}.get(kind, (C, C))
@@ -451,6 +590,8 @@ class TaskMeter:
             batch = count_confusion(output.argmax(dim=1), target, self.task.num_outputs)  # [C, C]
         elif kind in ("binary", "multilabel"):
             batch = _count_label_confusions(output.reshape(len(output), -1), target.reshape(len(target), -1))
+        elif kind == "edge":
+            batch = boundary_counts(output, target, self.tolerance)  # [6]
         else:
             batch = torch.stack(_regression_errors(output, target))  # [3]: |e| sum, e^2 sum, count
         self.counts = batch if self.counts is None else self.counts + batch
@@ -462,8 +603,8 @@ class TaskMeter:
             ok = output.dim() == target.dim() + 1 and output.shape[1] == C
             ok = ok and output.shape[:1] + output.shape[2:] == target.shape
             ok = ok and output.dim() == (2 if kind == "multiclass" else 4)
-        elif kind == "binary":
-            ok = output.dim() == 1 and output.shape == target.shape
+        elif kind in ("binary", "edge"):
+            ok = output.dim() == (1 if kind == "binary" else 3) and output.shape == target.shape
         else:
             ok = output.dim() == 2 and output.shape[1] == C and output.shape == target.shape
         if not ok:
@@ -510,6 +651,8 @@ def _metric_tensors(kind: str, counts: Tensor) -> dict[str, Tensor]:
         return {"accuracy": _trace_fraction(counts), "macro_f1": macro_f1, "micro_f1": micro_f1}
     if kind == "segmentation":
         return {"miou": mean_iou(counts), "pixel_accuracy": _trace_fraction(counts)}
+    if kind == "edge":
+        return _boundary_metrics(counts)
     # binary and multilabel: counts [K, 2, 2], one confusion matrix per label (K = 1 for binary)
     tp = counts[:, 1, 1]  # [K]
     predicted, support = counts[:, :, 1].sum(1), counts[:, 1, :].sum(1)  # [K] each

@@ -1,4 +1,4 @@
-"""Small helpers: seeding, choosing a device, counting parameters, timing."""
+"""Small helpers: seeding, choosing a device, counting parameters, timing, checking whole numbers."""
 
 from __future__ import annotations
 
@@ -85,6 +85,18 @@ def count_parameters(module: nn.Module | list[nn.Parameter], trainable_only: boo
     """
     params = module.parameters() if isinstance(module, nn.Module) else module
     return sum(p.numel() for p in params if p.requires_grad or not trainable_only)
+
+
+def is_whole_number(value: object, low: int, high: int | None = None) -> bool:
+    """Whether ``value`` is an ``int`` (not a ``bool``) from ``low`` to ``high`` (no upper bound if ``None``).
+
+    Example:
+        >>> is_whole_number(3, 1), is_whole_number(3.0, 1), is_whole_number(True, 0), is_whole_number(5, 1, 4)
+        (True, False, False, False)
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        return False
+    return low <= value and (high is None or value <= high)
 
 
 def synchronize(device: torch.device) -> None:

@@ -10,7 +10,7 @@ from mtlcourse.models import HardParameterSharing, SmallCNN
 from mtlcourse.tasks import Task
 from mtlcourse.train import evaluate, predict
 
-#: One task of every kind: multiclass, multilabel, segmentation (two), regression (two), and binary.
+#: One task of every kind: multiclass, multilabel, segmentation, edge, regression (two), and binary.
 TASKS = ["shape", "attributes", "segmentation", "edges", "size", "position"]
 
 
@@ -44,7 +44,10 @@ def oracle_losses(model, data) -> dict[str, float]:
         if task.kind == "regression":
             losses[name] = F.mse_loss(out[labelled], target[labelled]).item()
         else:
-            losses[name] = F.binary_cross_entropy_with_logits(out[labelled], target[labelled]).item()
+            pos_weight = torch.tensor(task.pos_weight)  # MultiShapes' edges weigh their boundary pixels
+            losses[name] = F.binary_cross_entropy_with_logits(
+                out[labelled], target[labelled], pos_weight=pos_weight
+            ).item()
     return losses
 
 
@@ -54,6 +57,7 @@ def test_every_task_kind_has_missing_labels_here(data):
         "binary",
         "multilabel",
         "segmentation",
+        "edge",
         "regression",
     }
     assert all(data.label_fraction(name) < 0.3 for name in data.tasks)

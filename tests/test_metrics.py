@@ -9,11 +9,14 @@ import os
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 from sklearn import metrics as skm
 
 from mtlcourse.metrics import (
     TaskMeter,
     accuracy,
+    boundary_counts,
+    boundary_f1,
     confusion_matrix,
     count_confusion,
     delta_m,
@@ -171,6 +174,11 @@ def random_batch(task: Task, n: int, seed: int):
         logits += torch.nn.functional.one_hot(target, K).permute(0, 3, 1, 2)  # a better-than-chance model
         target[torch.rand(n, 6, 6, generator=g) < 0.1] = -1
         return logits, target
+    if task.kind == "edge":
+        target = (torch.rand(n, 6, 6, generator=g) < 0.15).float()  # [n, H, W] sparse boundaries
+        logits = torch.randn(n, 6, 6, generator=g) + 2 * target - 1  # [n, H, W] a better-than-chance model
+        target[torch.rand(n, generator=g) < 0.2] = math.nan  # whole images without a label
+        return logits, target
     shape = (n,) if task.kind == "binary" else (n, K)
     if task.kind == "regression":
         target = torch.randn(shape, generator=g)
@@ -182,8 +190,28 @@ def random_batch(task: Task, n: int, seed: int):
     return output, target
 
 
+def boundary_oracle(output: torch.Tensor, target: torch.Tensor, tolerance: int = 1) -> dict[str, float]:
+    """The edge metrics with numpy and scipy's binary dilation by a (2t+1) square, image by image."""
+    labelled = ~np.isnan(target.numpy())  # [n, H, W]
+    predicted = (output.numpy() > 0) & labelled
+    true = (target.numpy() == 1) & labelled
+    square = np.ones((2 * tolerance + 1, 2 * tolerance + 1), dtype=bool)
+    near_true = np.stack([ndimage.binary_dilation(t, square) if tolerance else t for t in true])
+    near_predicted = np.stack([ndimage.binary_dilation(p, square) if tolerance else p for p in predicted])
+    precision = (predicted & near_true).sum() / predicted.sum()
+    recall = (true & near_predicted).sum() / true.sum()
+    return {
+        "boundary_f1": 2 * precision * recall / (precision + recall),
+        "precision": precision,
+        "recall": recall,
+        "pixel_accuracy": ((predicted == true) & labelled).sum() / labelled.sum(),
+    }
+
+
 def oracle(task: Task, output: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-    """Every metric of the task computed with scikit-learn on the labelled entries."""
+    """Every metric of the task computed with scikit-learn (or scipy, for edges) on the labelled entries."""
+    if task.kind == "edge":
+        return boundary_oracle(output, target)
     if task.kind in ("multiclass", "segmentation"):
         y_true, y_pred = labelled_numpy(output.argmax(1).flatten(), target.flatten())
         if task.kind == "segmentation":
@@ -227,6 +255,7 @@ TASKS = [
     Task("striped", "binary", 1),
     Task("attributes", "multilabel", 5),
     Task("mask", "segmentation", 3),
+    Task("boundary", "edge", 1),
     Task("size", "regression", 2),
 ]
 
@@ -242,7 +271,7 @@ def test_streaming_meter_equals_one_shot_and_the_oracle(task):
     assert list(got) == list(task.metrics)
     assert got == pytest.approx(one_shot.compute(), abs=1e-12)
     assert got == pytest.approx(oracle(task, output, target), abs=1e-6)
-    if task.kind != "regression":
+    if task.kind not in ("regression", "edge"):
         assert torch.equal(streaming.confusion, one_shot.confusion)
 
 
@@ -295,6 +324,91 @@ def test_meter_rejects_outputs_that_break_the_conventions():
 def test_count_confusion_matches_the_checked_version():
     logits, target = random_classes(8, C=4)
     assert torch.equal(count_confusion(logits.argmax(1), target, 4), confusion_matrix(logits, target, 4))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Boundary F1: hand-computed maps
+
+
+def line(column: int, rows: range = range(5), size: int = 5) -> torch.Tensor:
+    """A [1, size, size] map with 1 on ``column`` for the given rows, 0 elsewhere."""
+    m = torch.zeros(1, size, size)
+    m[0, list(rows), column] = 1.0
+    return m
+
+
+@pytest.mark.parametrize(
+    ("pred_column", "tolerance", "f1"),
+    [(2, 0, 1.0), (3, 0, 0.0), (3, 1, 1.0), (4, 1, 0.0), (4, 2, 1.0)],
+)
+def test_boundary_f1_forgives_a_shift_up_to_the_tolerance(pred_column, tolerance, f1):
+    assert float(boundary_f1(line(pred_column), line(2), tolerance)) == f1
+
+
+def test_boundary_f1_by_hand_with_a_partial_prediction():
+    pred = line(2, range(2))  # the top two pixels of the true line
+    pred[0, 4, 4] = 1.0  # and a pixel two columns away from the line's bottom
+    counts = boundary_counts(pred, line(2), tolerance=1).tolist()
+    # 3 predicted, 2 near the line; 5 true, 3 near a prediction (rows 0-2); 2 + 20 - 1 pixels exactly right
+    assert counts == [3, 2, 5, 3, 21, 25]
+    precision, recall = 2 / 3, 3 / 5
+    assert float(boundary_f1(pred, line(2))) == pytest.approx(2 * precision * recall / (precision + recall))
+    assert float(boundary_f1(pred, line(2))) == pytest.approx(12 / 19)
+
+
+def test_boundary_f1_does_not_wrap_around_the_image():
+    assert float(boundary_f1(line(4), line(0), tolerance=1)) == 0.0
+
+
+def test_boundary_f1_with_tolerance_0_is_the_pixel_f1():
+    output, target = random_batch(Task("e", "edge", 1), n=30, seed=3)
+    keep = ~torch.isnan(target)
+    expected = skm.f1_score(target[keep].numpy(), (output[keep] > 0).numpy())
+    assert float(boundary_f1(output, target, tolerance=0)) == pytest.approx(expected, abs=1e-12)
+    meter = TaskMeter(Task("e", "edge", 1), tolerance=0)
+    meter.update(output, target)
+    assert meter.compute()["boundary_f1"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_boundary_f1_of_empty_predictions_empty_targets_and_both():
+    nothing = torch.zeros(1, 5, 5)
+    assert float(boundary_f1(nothing, line(2))) == 0.0  # every boundary missed: recall 0, precision 0
+    assert float(boundary_f1(line(2), nothing)) == 0.0  # only false alarms: precision 0, recall 0
+    assert math.isnan(float(boundary_f1(nothing, nothing)))  # nothing to find and nothing found
+    meter = TaskMeter(Task("e", "edge", 1))
+    meter.update(nothing, nothing)
+    values = meter.compute()
+    assert values["pixel_accuracy"] == 1.0 and math.isnan(values["boundary_f1"])
+    meter.update(line(2), nothing)
+    assert meter.compute() == pytest.approx(
+        {"boundary_f1": 0.0, "precision": 0.0, "recall": 0.0, "pixel_accuracy": 45 / 50}
+    )
+
+
+def test_boundary_f1_leaves_out_images_and_pixels_without_labels():
+    pred = torch.cat([line(3), torch.ones(1, 5, 5)])  # [2, 5, 5] a boundary everywhere on image 2
+    target = torch.cat([line(2), torch.full((1, 5, 5), math.nan)])  # image 2 has no label
+    assert float(boundary_f1(pred, target, tolerance=0)) == float(boundary_f1(line(3), line(2), tolerance=0))
+    partly = line(2)
+    partly[0, :, 4] = math.nan  # the column of a false alarm is unlabelled
+    with_alarm = line(2)
+    with_alarm[0, 0, 4] = 1.0
+    assert float(boundary_f1(with_alarm, partly, tolerance=0)) == 1.0
+
+
+def test_boundary_f1_errors_say_what_was_wrong():
+    with pytest.raises(ValueError, match=r"both be \[B, H, W\] maps, got \(1, 5, 5\) and \(1, 5, 4\)"):
+        boundary_f1(line(2), torch.zeros(1, 5, 4))
+    with pytest.raises(ValueError, match="tolerance must be a whole number of pixels, at least 0, got -1"):
+        boundary_f1(line(2), line(2), tolerance=-1)
+    with pytest.raises(ValueError, match="target must be a float map"):
+        boundary_f1(line(2), line(2).long())
+    with pytest.raises(ValueError, match="tolerance must be a whole number"):
+        TaskMeter(Task("e", "edge", 1), tolerance=1.5)
+    with pytest.raises(ValueError, match="edge task: it has no confusion matrix"):
+        TaskMeter(Task("e", "edge", 1)).confusion  # noqa: B018
+    with pytest.raises(ValueError, match=r"'e' \(edge, num_outputs=1\): output of shape \(1, 1, 5, 5\)"):
+        TaskMeter(Task("e", "edge", 1)).update(line(2)[None], line(2))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -87,3 +87,39 @@ def test_summed_loss_counts_images_pixels_or_entries_and_divides_to_the_loss():
         torch.tensor([[1.0], [3.0]]), torch.tensor([[2.0], [nan]])
     )
     assert [v.item() for v in mse_sum] == [1.0, 1]
+
+
+def test_an_edge_task_has_one_logit_per_pixel_and_its_own_metrics():
+    task = Task("edges", "edge", 1)
+    assert task.metrics == ("boundary_f1", "precision", "recall", "pixel_accuracy") and task.higher_is_better
+    with pytest.raises(ValueError, match=r"edge task has num_outputs=1 \(one logit per pixel\), got 2"):
+        Task("edges", "edge", 2)
+    logits = torch.tensor([[[2.0, -1.0], [0.0, 3.0]], [[9.0, 9.0], [9.0, 9.0]]])  # [2, 2, 2]
+    target = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[math.nan] * 2] * 2])  # the second image has no label
+    total, count = task.summed_loss(logits, target)
+    expected = [
+        math.log1p(math.exp(-2.0)),
+        math.log1p(math.exp(-1.0)),
+        math.log(2.0),
+        math.log1p(math.exp(-3.0)),
+    ]
+    assert count.item() == 4 and total.item() == pytest.approx(sum(expected), rel=1e-6)
+
+
+def test_pos_weight_multiplies_the_loss_of_the_positive_entries():
+    logits, target = torch.tensor([[[0.5, -0.5]]]), torch.tensor([[[1.0, 0.0]]])
+    positive, negative = (
+        math.log1p(math.exp(-0.5)),
+        math.log1p(math.exp(-0.5)),
+    )  # -log s(0.5), -log(1 - s(-0.5))
+    weighted = Task("e", "edge", 1, pos_weight=19.0).loss(logits, target).item()
+    assert weighted == pytest.approx((19.0 * positive + negative) / 2, rel=1e-6)
+    assert Task("e", "edge", 1).loss(logits, target).item() == pytest.approx(
+        (positive + negative) / 2, rel=1e-6
+    )
+    binary = Task("b", "binary", 1, pos_weight=3.0).loss(torch.tensor([0.0]), torch.tensor([1.0]))
+    assert binary.item() == pytest.approx(3 * math.log(2), rel=1e-6)
+    with pytest.raises(ValueError, match="pos_weight must be positive, got 0"):
+        Task("e", "edge", 1, pos_weight=0)
+    with pytest.raises(ValueError, match="a multiclass task has none, so leave pos_weight at 1"):
+        Task("c", "multiclass", 3, pos_weight=2.0)

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from mtlcourse.tasks import Task, as_task_dict, select_tasks
+from mtlcourse.tasks import PER_PIXEL_KINDS, Task, as_task_dict, select_tasks
 
 #: The splits of every dataset of the course.
 SPLITS = ("train", "val", "test")
@@ -28,6 +28,7 @@ TARGET_DTYPE = {
     "binary": "float",
     "multilabel": "float",
     "segmentation": "long",
+    "edge": "float",
     "regression": "float",
 }
 
@@ -205,7 +206,7 @@ def expected_shape(task: Task, images: Tensor) -> tuple[int, ...]:
     N, _, H, W = images.shape
     if task.kind in ("multiclass", "binary"):
         return (N,)
-    if task.kind == "segmentation":
+    if task.kind in PER_PIXEL_KINDS:
         return (N, H, W)
     return (N, task.num_outputs)  # multilabel and regression
 
@@ -239,7 +240,7 @@ def check_target(target: Tensor, task: Task, images: Tensor) -> None:
             f"{where} must be a float tensor, got {target.dtype}; convert it with target.float()"
         )
     known = target[~torch.isnan(target)]  # [n] labelled entries (nan marks a missing label)
-    if task.kind in ("binary", "multilabel") and not bool(((known == 0) | (known == 1)).all()):
+    if task.kind in ("binary", "multilabel", "edge") and not bool(((known == 0) | (known == 1)).all()):
         raise ValueError(f"{where} must hold 0., 1. or nan (missing); map its labels to 0. and 1.")
     if task.kind == "regression" and not bool(torch.isfinite(known).all()):
         bad = known[~torch.isfinite(known)].unique().tolist()
@@ -270,6 +271,8 @@ def balance(target: Tensor, task: Task) -> str:
         return "no labels"
     if task.kind == "binary":
         return f"positive {known.mean().item():.2f}"
+    if task.kind == "edge":
+        return f"boundary pixels {known.mean().item():.2f}"
     if task.kind == "multilabel":
         return "positive " + " ".join(f"{f:.2f}" for f in known.mean(dim=0).tolist())
     means = " ".join(f"{m:.2f}" for m in known.mean(dim=0).tolist())

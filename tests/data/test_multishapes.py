@@ -13,7 +13,7 @@ from scipy import ndimage, stats
 
 from mtlcourse.data import DATASETS, MultiShapes
 from mtlcourse.data.base import TARGET_DTYPE, expected_shape, labelled_mask
-from mtlcourse.data.synthetic import SHAPES, TASKS, make_tasks
+from mtlcourse.data.synthetic import EDGE_POS_WEIGHT, SHAPES, TASKS, make_tasks
 
 DEVICE = torch.device(os.environ.get("MTLCOURSE_TEST_DEVICE", "cpu"))
 
@@ -252,3 +252,15 @@ def test_select_subset_and_to_keep_the_class_and_its_attributes(data):
 def test_arguments_out_of_range_are_refused_by_name(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MultiShapes(**{"num_images": 4, **kwargs})
+
+
+def test_edges_are_an_edge_task_of_float_boundary_maps(data):
+    assert (TASKS["edges"].kind, TASKS["edges"].num_outputs) == ("edge", 1)
+    assert data.targets["edges"].dtype == torch.float32
+    share = data.targets["edges"].mean().item()
+    assert 0.02 < share < 0.1  # boundary pixels are rare: the reason for the boundary F1
+    assert TASKS["edges"].pos_weight == EDGE_POS_WEIGHT == pytest.approx((1 - share) / share, rel=0.2)
+    assert f"boundary pixels {share:.2f}" in data.summary()
+    partial = MultiShapes("train", num_images=20, tasks=["edges"], label_fraction=0.5)
+    assert partial.label_fraction("edges") == 0.5
+    assert bool(torch.isnan(partial.targets["edges"]).flatten(1).all(dim=1).sum() == 10)

@@ -216,3 +216,23 @@ def test_the_label_fraction_of_a_dataset(data):
     partial = data.replace(targets={**data.targets, "reg": half})
     assert math.isclose(partial.label_fraction("reg"), 0.5)
     assert partial.label_fraction("cls") == 1.0
+
+
+def test_edge_targets_are_float_maps_of_0_1_or_nan_summarised_by_their_boundary_share():
+    images = torch.zeros(4, 1, 2, 2)
+    edges = torch.tensor(
+        [[[1.0, 0.0], [0.0, 0.0]]] * 3 + [[[math.nan] * 2] * 2]
+    )  # [4, 2, 2]; image 4 unlabelled
+    tasks = {"edges": Task("edges", "edge", 1)}
+    data = TensorMultiTaskDataset(images, {"edges": edges}, tasks)
+    assert data.summary().splitlines()[1] == "edges  edge  1        0.75      boundary pixels 0.25"
+    for bad, message in [
+        (edges.long(), "must be a float tensor"),
+        (edges * 2, r"must hold 0\., 1\. or nan"),
+        (edges[:, :1], r"must have shape \[4, 2, 2\]"),
+    ]:
+        with pytest.raises(ValueError, match=f"task 'edges' \\(edge\\) {message}"):
+            TensorMultiTaskDataset(images, {"edges": bad}, tasks)
+    dropped = drop_labels(edges[:3], tasks["edges"], 1 / 3, torch.Generator().manual_seed(0))
+    assert labelled_mask(dropped, tasks["edges"]).tolist().count(True) == 1
+    assert int(torch.isnan(dropped).flatten(1).all(dim=1).sum()) == 2  # whole images lose their label
