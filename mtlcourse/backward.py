@@ -197,16 +197,22 @@ def mtl_step(
     With a method whose ``level`` is ``"representation"``, the Jacobian is taken with respect to the shared
     representation ``z = model.encode(images)`` instead of the shared parameters: the T backward passes
     stop at ``z``, and the aggregated ``dL/dz`` goes once through the encoder. This is the cheap route of
-    MGDA-UB (Sener and Koltun, NeurIPS 2018).
+    MGDA-UB (Sener and Koltun, NeurIPS 2018). It needs a model whose heads all read one ``z``
+    (``model.has_shared_representation``); for any other model it raises ``ValueError``.
 
     Returns:
         The detached task losses ``[T]`` and the task weights (or ``None``).
     """
-    z = model.encode(images)
     on_representation = method.level == "representation"
-    # Cutting the graph at z makes the per-task backward passes stop there.
-    z_in = z.detach().requires_grad_() if on_representation else z
-    losses = task_losses(model.decode(z_in), targets, model.tasks)  # [T]
+    if on_representation:
+        check_shared_representation(model, method)
+        z = model.encode(images)
+        # Cutting the graph at z makes the per-task backward passes stop there.
+        z_in = z.detach().requires_grad_()
+        outputs = model.decode(z_in)
+    else:
+        outputs = model(images)
+    losses = task_losses(outputs, targets, model.tasks)  # [T]
     check_finite(losses, model.tasks)
     task_params = list(model.task_parameters())
     shared = [z_in] if on_representation else list(model.shared_parameters())
@@ -214,6 +220,18 @@ def mtl_step(
     if on_representation:
         z.backward(z_in.grad)
     return losses.detach(), weights
+
+
+def check_shared_representation(model: MultiTaskModel, method: nn.Module) -> None:
+    """Raise ``ValueError`` when a representation-level ``method`` meets a model without a single shared ``z``."""
+    if not model.has_shared_representation:
+        name = type(method).__name__
+        raise ValueError(
+            f"{name} works at the representation level, on the gradients with respect to one shared "
+            f"representation z that every head reads, but {type(model).__name__} has none (its heads read "
+            f"features of their own, so has_shared_representation is False); use the method's parameter "
+            f"level instead: {name}(level='parameters')"
+        )
 
 
 def check_finite(losses: Tensor, tasks: dict[str, Task]) -> None:

@@ -1,22 +1,40 @@
-"""Contract tests run over every architecture in MODELS and every kind of head."""
+"""Contract tests run over every architecture in MODELS, both backbones and every kind of head."""
 
 import pytest
 import torch
 from torch import nn
 
 from mtlcourse.data import TensorMultiTaskDataset
-from mtlcourse.models import BACKBONES, MODELS, HardParameterSharing, MultiTaskModel, SmallCNN, make_head
+from mtlcourse.models import (
+    BACKBONES,
+    MODELS,
+    HardParameterSharing,
+    MultiTaskModel,
+    ResNet18,
+    SmallCNN,
+    make_head,
+)
 from mtlcourse.models.backbones import CONTRACT, check_backbone_input, check_contract
-from mtlcourse.tasks import Task
+from mtlcourse.tasks import KINDS, Task
 
 TASKS = [
     Task("cls", "multiclass", 4),
     Task("bin", "binary", 1),
     Task("tags", "multilabel", 3),
     Task("seg", "segmentation", 5),
+    Task("edge", "edge", 1),
     Task("reg", "regression", 2),
 ]
-EXPECTED_SHAPE = {"cls": (2, 4), "bin": (2,), "tags": (2, 3), "seg": (2, 5, 32, 32), "reg": (2, 2)}
+EXPECTED_SHAPE = {
+    "cls": (2, 4),
+    "bin": (2,),
+    "tags": (2, 3),
+    "seg": (2, 5, 32, 32),
+    "edge": (2, 32, 32),
+    "reg": (2, 2),
+}
+#: The backbones every architecture is tested with: the course's small CNN at width 4, and ResNet-18.
+BACKBONE_FACTORIES = {"small_cnn": lambda: SmallCNN(width=4), "resnet18": ResNet18}
 
 
 def targets_for(batch: int = 2) -> dict[str, torch.Tensor]:
@@ -26,22 +44,29 @@ def targets_for(batch: int = 2) -> dict[str, torch.Tensor]:
         "bin": torch.randint(0, 2, (batch,), generator=g).float(),
         "tags": torch.randint(0, 2, (batch, 3), generator=g).float(),
         "seg": torch.randint(0, 5, (batch, 32, 32), generator=g),
+        "edge": (torch.rand(batch, 32, 32, generator=g) < 0.1).float(),
         "reg": torch.randn(batch, 2, generator=g),
     }
 
 
+def test_the_tasks_here_cover_every_kind():
+    assert sorted(task.kind for task in TASKS) == sorted(KINDS)
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONE_FACTORIES))
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_outputs_have_one_entry_per_task_with_the_right_shape(name):
-    model = MODELS[name](SmallCNN(width=4), TASKS)
+def test_outputs_have_one_entry_per_task_with_the_right_shape(name, backbone):
+    model = MODELS[name](BACKBONE_FACTORIES[backbone](), TASKS)
     outputs = model(torch.rand(2, 3, 32, 32))
     assert list(outputs) == [t.name for t in TASKS]
     assert {k: tuple(v.shape) for k, v in outputs.items()} == EXPECTED_SHAPE
 
 
+@pytest.mark.parametrize("backbone", sorted(BACKBONE_FACTORIES))
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_every_parameter_gets_a_gradient_from_the_task_losses(name):
+def test_every_parameter_gets_a_gradient_from_the_task_losses(name, backbone):
     torch.manual_seed(0)
-    model = MODELS[name](SmallCNN(width=4), TASKS)
+    model = MODELS[name](BACKBONE_FACTORIES[backbone](), TASKS)
     outputs = model(torch.rand(2, 3, 32, 32))
     targets = targets_for()
     sum(task.loss(outputs[task.name], targets[task.name]) for task in TASKS).backward()
@@ -49,9 +74,10 @@ def test_every_parameter_gets_a_gradient_from_the_task_losses(name):
     assert missing == []
 
 
+@pytest.mark.parametrize("backbone", sorted(BACKBONE_FACTORIES))
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_shared_and_task_parameters_are_disjoint_and_complete(name):
-    model = MODELS[name](SmallCNN(width=4), TASKS)
+def test_shared_and_task_parameters_are_disjoint_and_complete(name, backbone):
+    model = MODELS[name](BACKBONE_FACTORIES[backbone](), TASKS)
     shared = {id(p) for p in model.shared_parameters()}
     per_task = [{id(p) for p in model.task_parameters(t.name)} for t in TASKS]
     every = {id(p) for p in model.parameters()}
@@ -183,6 +209,7 @@ def test_a_single_task_model_is_the_same_class_with_one_task():
 def test_heads_follow_the_task_kind():
     assert make_head(TASKS[1], 8)(torch.rand(3, 8, 2, 2)).shape == (3,)
     assert make_head(TASKS[3], 8, reduction=4)(torch.rand(3, 8, 2, 2)).shape == (3, 5, 8, 8)
+    assert make_head(TASKS[4], 8, reduction=4)(torch.rand(3, 8, 2, 2)).shape == (3, 8, 8)
 
 
 def test_batch_norm_can_be_switched_off():

@@ -10,6 +10,8 @@ stage through this contract; ``check_contract`` and ``check_backbone_input`` hol
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torchvision
 from torch import Tensor, nn
@@ -183,8 +185,72 @@ def check_backbone_input(backbone: nn.Module, images: Tensor) -> None:
         )
 
 
+def contract_numbers(backbone: nn.Module) -> dict[str, object]:
+    """The numbers of ``backbone``'s stage contract (all but ``stages``), after checking it honours the contract.
+
+    Architectures that cut a backbone into pieces keep them, to check images against a whole path of pieces
+    later (:class:`StageStack`).
+
+    Example:
+        >>> contract_numbers(SmallCNN(width=4))
+        {'in_channels': 3, 'stage_channels': [4, 8, 16], 'reduction': 8}
+    """
+    check_contract(backbone)
+    return {
+        "in_channels": backbone.in_channels,
+        "stage_channels": list(backbone.stage_channels),
+        "reduction": backbone.reduction,
+    }
+
+
+class StageStack(nn.Module):
+    """Stages run one after the other, presented as a backbone with the stage contract.
+
+    Architectures that cut a backbone into pieces (a shared trunk and per-task branches, a stem and experts)
+    rebuild one task's whole path of pieces with it, so that ``check_backbone_input`` can check images
+    against the path as it would against the backbone. It copies nothing: the stages stay the model's own.
+
+    Args:
+        stages: the stages, in order.
+        in_channels: channels of the images the first stage takes.
+        stage_channels: output channels of each stage.
+        reduction: how many times smaller the last stage's output is than the images.
+
+    Example:
+        >>> net = SmallCNN(width=4)
+        >>> path = StageStack(net.stages, **contract_numbers(net))
+        >>> path.out_channels, torch.equal(path(torch.ones(1, 3, 8, 8)), net(torch.ones(1, 3, 8, 8)))
+        (16, True)
+    """
+
+    def __init__(
+        self, stages: Sequence[nn.Module], in_channels: int, stage_channels: Sequence[int], reduction: int
+    ) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(stages)
+        self.in_channels = in_channels
+        self.stage_channels = list(stage_channels)
+        self.out_channels = self.stage_channels[-1]
+        self.reduction = reduction
+        check_contract(self)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return run_stages(self.stages, images)  # [B, out_channels, H / reduction, W / reduction]
+
+
+def run_stages(stages: Sequence[nn.Module], x: Tensor) -> Tensor:
+    """Run ``x`` through ``stages`` in order (none: ``x`` itself), as a backbone runs its stages."""
+    for stage in stages:
+        x = stage(x)  # [B, C_s, H_s, W_s]
+    return x
+
+
 def probe(backbone: nn.Module, images: Tensor) -> Tensor:
-    """The backbone's features of ``images``, leaving it as it was: no gradient, no batch-norm statistics."""
+    """The backbone's features of ``images``, leaving it as it was: no gradient, no batch-norm statistics.
+
+    Works for any module (a whole model too): it runs in eval mode without autograd, then every submodule
+    gets back the mode it had.
+    """
     modes = [(module, module.training) for module in backbone.modules()]
     backbone.eval()  # batch norm then uses its running statistics instead of updating them
     try:
@@ -202,7 +268,10 @@ __all__ = [
     "CONTRACT",
     "ResNet18",
     "SmallCNN",
+    "StageStack",
     "check_backbone_input",
     "check_contract",
+    "contract_numbers",
     "conv_block",
+    "run_stages",
 ]

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from mtlcourse.models.backbones import check_backbone_input, check_contract
 from mtlcourse.models.base import MultiTaskModel
-from mtlcourse.models.heads import make_head
+from mtlcourse.models.heads import make_heads
 from mtlcourse.tasks import Task, as_task_dict
 
 
@@ -40,12 +40,7 @@ class HardParameterSharing(MultiTaskModel):
         check_contract(backbone)
         self.tasks = as_task_dict(tasks)
         self.backbone = backbone
-        self.heads = nn.ModuleDict(
-            {
-                name: make_head(task, backbone.out_channels, backbone.reduction, hidden=head_hidden)
-                for name, task in self.tasks.items()
-            }
-        )
+        self.heads = make_heads(self.tasks, backbone.out_channels, backbone.reduction, hidden=head_hidden)
 
     def check_input(self, images: Tensor) -> None:
         """Raise ``ValueError`` unless ``images`` fit the backbone and it honours its contract (channels, size,
@@ -61,9 +56,5 @@ class HardParameterSharing(MultiTaskModel):
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         return self.backbone.parameters()
 
-    def task_parameters(self, task: str | None = None) -> Iterator[nn.Parameter]:
-        if task is None:
-            return self.heads.parameters()
-        if task not in self.heads:
-            raise ValueError(f"unknown task {task!r}; this model's tasks are {list(self.heads)}")
-        return self.heads[task].parameters()
+    def task_modules(self, task: str) -> list[nn.Module]:
+        return [self.heads[task]]
