@@ -7,7 +7,8 @@ figure. Figures are made with ``plt.subplots`` so that Jupyter shows them, and w
 (``Agg`` in tests and CI).
 
 Used in chapter 00 (:func:`show_samples`), 01 (:func:`plot_history`, :func:`plot_confusion`),
-02 (:func:`plot_bars`), 04 (:func:`plot_pareto`) and 05 (:func:`plot_weights`).
+02 (:func:`plot_bars`), 03 (:func:`show_dense_predictions`), 04 (:func:`plot_pareto`), 05
+(:func:`plot_weights`), 08 (:func:`plot_tradeoff`) and 09 (:func:`plot_affinity`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
+from mtlcourse.metrics import BOUNDARY_TOLERANCE, boundary_f1, boundary_matches
+from mtlcourse.models.backbones import probe
 from mtlcourse.stats import t_interval
-from mtlcourse.tasks import Task, select_tasks
+from mtlcourse.tasks import PER_PIXEL_KINDS, Task, select_tasks
 
 RIGHT, WRONG, NEUTRAL = "tab:green", "tab:red", "black"
 PANEL_INCHES = 1.8  # side of one image in a sample grid
@@ -73,10 +76,13 @@ def show_samples(
     """A grid of sample images with their targets, and the model's predictions when given.
 
     Targets are written under each image (class names from ``Task.class_names`` where the task has
-    them); segmentation tasks (masks, edge maps) get an extra row of masks. With ``predictions``, each
-    prediction is written next to its target in green when right and red when wrong (regression values
-    in black: they are never exactly right), and each segmentation task gets a row of predicted masks
-    with the wrong pixels painted red.
+    them); per-pixel tasks (segmentation masks, edge maps) get an extra row of maps. With ``predictions``,
+    each prediction is written next to its target in green when right and red when wrong (regression
+    values in black: they are never exactly right), and each per-pixel task gets a row of predicted maps
+    with the wrong pixels painted red: for a segmentation, every pixel of the wrong class, with the pixel
+    accuracy below; for an edge map, the predicted boundary pixels with no true boundary within the
+    tolerance of :func:`~mtlcourse.metrics.boundary_f1` and the true ones with no prediction near, with the
+    boundary F1 below.
 
     Args:
         dataset: anything with ``len(dataset)``, ``dataset[i] -> (image [C, H, W] in [0, 1], {task:
@@ -90,7 +96,7 @@ def show_samples(
 
     Returns:
         A new figure with one column per sample and one row for the images plus one (or, with
-        predictions, two) per segmentation task.
+        predictions, two) per per-pixel task.
 
     Example:
         >>> class Tiny:  # the smallest dataset: 4 grey images, one task
@@ -108,7 +114,7 @@ def show_samples(
     indices = sample_indices(len(dataset), n, seed)
     items = [dataset[i] for i in indices]
     outputs = _align_predictions(predictions, dataset.tasks, chosen, indices, len(dataset))
-    masks = [name for name, task in chosen.items() if task.kind == "segmentation"]
+    masks = [name for name, task in chosen.items() if task.kind in PER_PIXEL_KINDS]
     rows = [("image", None)] + [(name, "target") for name in masks]
     rows += [(name, "prediction") for name in masks if name in outputs]
     text_lines = len(chosen) - len(masks)
@@ -177,10 +183,10 @@ def _draw_image(ax: Axes, image: Tensor, title: str) -> None:
 
 
 def _write_targets(ax: Axes, tasks: Mapping[str, Task], targets: Mapping, outputs: Mapping) -> None:
-    """Write one line per non-mask task under the image: the target, or the prediction and the target."""
+    """Write one line per image-level task under the image: the target, or the prediction and the target."""
     line = 0
     for name, task in tasks.items():
-        if task.kind == "segmentation":
+        if task.kind in PER_PIXEL_KINDS:
             continue
         target = torch.as_tensor(targets[name]).detach().cpu()
         if name in outputs:
@@ -250,31 +256,102 @@ def _class_colormap(num_classes: int) -> ListedColormap:
     )
 
 
+def _mask_names(task: Task) -> list[str]:
+    """The names of the classes drawn in a per-pixel map: the task's classes, or no boundary and boundary."""
+    if task.kind == "edge":
+        return ["not " + _label_name(task, 0), _label_name(task, 0)] if task.class_names else ["0", "1"]
+    return [_label_name(task, k) for k in range(task.num_outputs)]
+
+
+def _pixel_classes(task: Task, target: Tensor, output: Tensor | None) -> Tensor:
+    """The class of every pixel ``[H, W]`` of a target map (-1 where unlabelled) or of a prediction."""
+    if task.kind == "edge":
+        if output is None:
+            return torch.where(torch.isnan(target), -1.0, target).long()  # [H, W]
+        return (output > 0).long()  # [H, W]; a logit above 0 is a boundary
+    return target if output is None else output.argmax(dim=0)  # [H, W]
+
+
+def _pixel_errors(task: Task, target: Tensor, output: Tensor) -> tuple[Tensor, str]:
+    """The wrong pixels ``[H, W]`` of a predicted map, and the score written under it."""
+    if task.kind == "edge":
+        maps = boundary_matches(output[None], target[None], BOUNDARY_TOLERANCE)  # [1, H, W] each
+        false_alarms = maps["predicted"] & ~maps["matched_predicted"]  # [1, H, W]
+        misses = maps["true"] & ~maps["matched_true"]  # [1, H, W]
+        score = float(boundary_f1(output[None], target[None], BOUNDARY_TOLERANCE))
+        return (false_alarms | misses)[0], f"boundary F1 {score:.2f}"
+    labelled = target != -1  # [H, W]
+    wrong = labelled & (output.argmax(dim=0) != target)  # [H, W]
+    accuracy = (~wrong & labelled).sum().item() / max(labelled.sum().item(), 1)
+    return wrong, f"pixel accuracy {accuracy:.2f}"
+
+
 def _draw_mask(ax: Axes, task: Task, target: Tensor, output: Tensor | None) -> None:
-    """Draw a target mask ``[H, W]``, or the predicted mask with wrong pixels painted red."""
+    """Draw a target map ``[H, W]``, or the predicted map with its wrong pixels painted red."""
     target = torch.as_tensor(target).detach().cpu()  # [H, W]
-    C = task.num_outputs
-    shown = target if output is None else output.argmax(dim=0)  # [H, W]
+    C = len(_mask_names(task))
+    shown = _pixel_classes(task, target, output)  # [H, W]
     masked = np.ma.masked_equal(shown.numpy(), -1)  # missing pixels drawn grey
     ax.imshow(masked, cmap=_class_colormap(C), vmin=-0.5, vmax=C - 0.5, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
     if output is None:
         return
-    labelled = target != -1  # [H, W]
-    wrong = labelled & (shown != target)  # [H, W]
+    wrong, score = _pixel_errors(task, target, output)
     overlay = torch.zeros(*target.shape, 4)  # [H, W, 4] RGBA, transparent
     overlay[wrong] = torch.tensor([1.0, 0.0, 0.0, 0.8])
     ax.imshow(overlay.numpy(), interpolation="nearest")
-    accuracy = (~wrong & labelled).sum().item() / max(labelled.sum().item(), 1)
-    ax.set_xlabel(f"pixel accuracy {accuracy:.2f}", fontsize=8)
+    ax.set_xlabel(score, fontsize=8)
 
 
 def _add_class_legend(ax: Axes, task: Task) -> None:
     """A legend of mask colours next to ``ax``."""
-    cmap = _class_colormap(task.num_outputs)
-    handles = [Patch(color=cmap(k), label=_label_name(task, k)) for k in range(task.num_outputs)]
+    names = _mask_names(task)
+    cmap = _class_colormap(len(names))
+    handles = [Patch(color=cmap(k), label=name) for k, name in enumerate(names)]
     ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=7, frameon=False)
+
+
+def show_dense_predictions(model: Any, dataset: Any, n: int = 6, seed: int = 0) -> Figure:
+    """Sample images with the targets and the model's predictions of every per-pixel task it has.
+
+    Runs ``model`` on the ``n`` samples that :func:`show_samples` shows (in eval mode, without gradients,
+    on the model's device; the model is left as it was), then draws them with :func:`show_samples`: a row
+    of images, and for each segmentation or edge task a row of targets and a row of predictions with the
+    wrong pixels in red and the score below.
+
+    Args:
+        model: a :class:`~mtlcourse.models.base.MultiTaskModel` with at least one per-pixel task.
+        dataset: as for :func:`show_samples`, with the model's per-pixel tasks.
+        n: number of images (default 6).
+        seed: chooses which samples are shown (default 0).
+
+    Returns:
+        A new figure.
+
+    Example:
+        >>> from mtlcourse.data import MultiShapes
+        >>> from mtlcourse.models import HardParameterSharing, SmallCNN
+        >>> data = MultiShapes("val", num_images=8, tasks=["shape", "edges"])
+        >>> fig = show_dense_predictions(HardParameterSharing(SmallCNN(width=4), data.tasks), data, n=2)
+        >>> [ax.get_ylabel() for ax in fig.axes[::2]]
+        ['image', 'edges (target)', 'edges (prediction)']
+        >>> plt.close(fig)
+
+    Used in chapter 03.
+    """
+    dense = [name for name, task in model.tasks.items() if task.kind in PER_PIXEL_KINDS]
+    if not dense:
+        raise ValueError(
+            f"the model has no per-pixel task (kinds {PER_PIXEL_KINDS}), its tasks are {list(model.tasks)}; "
+            "show its predictions with show_samples(dataset, predictions=predict(model, dataset))"
+        )
+    indices = sample_indices(len(dataset), n, seed)
+    images = torch.stack([dataset[i][0] for i in indices])  # [n, C, H, W]
+    device = next(model.parameters()).device
+    outputs = probe(model, images.to(device))  # {task: [n, ...]}: eval mode, no gradient, modes restored
+    predictions = {name: outputs[name] for name in dense}
+    return show_samples(dataset, n, tasks=dense, predictions=predictions, seed=seed)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -612,4 +689,118 @@ def plot_pareto(
     ax.margins(0.12)  # room for the labels of the extreme points
     ax.set_title(title)
     ax.legend()
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Task affinity and the cost of architectures
+
+
+def plot_affinity(
+    matrix: Sequence[Sequence[float]] | Tensor,
+    task_names: Sequence[str],
+    title: str = "Lookahead inter-task affinity",
+    value_label: str = "affinity Z[i, j] (share of task j's loss removed)",
+    ax: Axes | None = None,
+) -> Figure:
+    """A ``[T, T]`` task-affinity matrix as a heat map, with its values written in the cells.
+
+    Row ``i`` is the task whose gradient step is taken, column ``j`` the task whose loss is measured, as in
+    :func:`mtlcourse.affinity.lookahead_affinity`. The colour map is diverging and centred at 0: blue where
+    a step on task ``i`` helps task ``j``, red where it hurts, white where it does neither. It also draws
+    a gradient-cosine matrix (:func:`mtlcourse.affinity.gradient_cosines`) with another ``value_label``.
+
+    Args:
+        matrix: ``[T, T]`` values; ``nan`` cells (a task without labels in the batch) are written ``n/a``.
+        task_names: ``T`` names for the rows and columns.
+        title: the panel's title.
+        value_label: what the colour bar shows, with its unit.
+        ax: the axes to draw on (default ``None``: a new figure).
+
+    Returns:
+        The figure drawn on (the heat map's axes and its colour bar).
+
+    Example:
+        >>> fig = plot_affinity([[0.3, -0.1], [0.05, 0.2]], ["shape", "background"])
+        >>> [t.get_text() for t in fig.axes[0].texts], fig.axes[0].get_images()[0].get_clim()
+        (['0.30', '-0.10', '0.05', '0.20'], (-0.3, 0.3))
+        >>> plt.close(fig)
+
+    Used in chapter 09.
+    """
+    values = torch.as_tensor(matrix, dtype=torch.float64).detach().cpu()  # [T, T]
+    if values.dim() != 2 or values.shape[0] != values.shape[1]:
+        raise ValueError(f"matrix must be a square [T, T] matrix, got shape {tuple(values.shape)}")
+    T = values.shape[0]
+    if len(task_names) != T:
+        raise ValueError(f"{len(task_names)} task_names for a {T} x {T} matrix")
+    finite = values[torch.isfinite(values)]  # [n]
+    bound = float(finite.abs().max()) if finite.numel() and finite.abs().max() > 0 else 1.0
+    fig, ax = _new_axes(ax, (max(4.5, 2.5 + 0.7 * T), max(3.8, 1.8 + 0.6 * T)))
+    image = ax.imshow(values.numpy(), cmap="RdBu", vmin=-bound, vmax=bound)  # white at 0
+    fig.colorbar(image, ax=ax, label=value_label)
+    for i in range(T):
+        for j in range(T):
+            v = float(values[i, j])
+            text = "n/a" if math.isnan(v) else f"{v:.2f}"
+            color = "white" if abs(v) > 0.6 * bound else "black"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color=color)
+    ax.set_xticks(range(T), list(task_names), rotation=45, ha="right")
+    ax.set_yticks(range(T), list(task_names))
+    ax.set_xlabel("task j (its loss is measured)")
+    ax.set_ylabel("task i (the step follows its gradient)")
+    ax.set_title(title)
+    return fig
+
+
+def plot_tradeoff(
+    points: Mapping[str, tuple[float | Sequence[float], Sequence[float]]],
+    xlabel: str = "parameters (count)",
+    ylabel: str = "score",
+    title: str = "Score against cost, mean over seeds with its 95% t-interval",
+    log_x: bool = False,
+    ax: Axes | None = None,
+) -> Figure:
+    """One point per architecture or setting: its score against its cost, with error bars.
+
+    Each point is the mean of its values over seeds with the 95% Student-t interval of
+    :func:`mtlcourse.stats.t_interval` as the error bar; a cost given as several measurements (step times)
+    gets a horizontal error bar the same way, a cost given as one number (a parameter count) none.
+
+    Args:
+        points: ``{setting: (cost, [score per seed])}``, e.g. ``{"mtan": (120_000, [0.91, 0.93])}`` or
+            ``{"mtan": ([12.1, 12.4], [0.91, 0.93])}`` with step times.
+        xlabel: the cost with its unit (default ``"parameters (count)"``; e.g. ``"step time (ms)"``).
+        ylabel: the score with its unit (default ``"score"``).
+        title: the panel's title.
+        log_x: a logarithmic cost axis, for costs that span orders of magnitude (default ``False``).
+        ax: the axes to draw on (default ``None``: a new figure).
+
+    Returns:
+        The figure drawn on.
+
+    Example:
+        >>> fig = plot_tradeoff({"hard": (1000, [0.8, 0.82]), "mtan": (3000, [0.86, 0.84])})
+        >>> [container.lines[0].get_xydata().tolist() for container in fig.axes[0].containers]
+        [[[1000.0, 0.81]], [[3000.0, 0.85]]]
+        >>> plt.close(fig)
+
+    Used in chapter 08.
+    """
+    if not points:
+        raise ValueError("points is empty: give {setting: (cost, [score per seed])}")
+    fig, ax = _new_axes(ax, (5.5, 4.0))
+    for setting, (cost, scores) in points.items():
+        costs = [float(cost)] if isinstance(cost, (int, float)) else list(cost)
+        x, x_error = _mean_and_half_width(costs)
+        y, y_error = _mean_and_half_width(list(scores))
+        ax.errorbar([x], [y], xerr=[x_error], yerr=[y_error], fmt="o", capsize=4, label=setting)
+        ax.annotate(setting, (x, y), xytext=(5, 5), textcoords="offset points", fontsize=8)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.margins(0.15)  # room for the labels of the extreme points
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     return fig

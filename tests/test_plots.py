@@ -12,14 +12,19 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
+from mtlcourse.data import TensorMultiTaskDataset
+from mtlcourse.models import HardParameterSharing, SmallCNN
 from mtlcourse.plots import (
     pareto_front,
+    plot_affinity,
     plot_bars,
     plot_confusion,
     plot_history,
     plot_pareto,
+    plot_tradeoff,
     plot_weights,
     sample_indices,
+    show_dense_predictions,
     show_samples,
 )
 from mtlcourse.tasks import Task
@@ -270,3 +275,126 @@ def test_plot_pareto_draws_the_front_and_labels():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["dominated setting", "non-dominated front"]
     with pytest.raises(ValueError, match="3 labels for 4 points"):
         plot_pareto(points, labels=["a", "b", "c"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Edge maps and dense predictions
+
+
+class EdgeDataset(TinyDataset):
+    """Three 8x8 images with an edge task: a vertical line, no label, and a square outline."""
+
+    def __init__(self) -> None:
+        super().__init__(n=3)
+        self.tasks = {"edges": Task("edges", "edge", 1, class_names=("boundary",))}
+        edges = torch.zeros(3, 8, 8)
+        edges[0, :, 3] = 1.0
+        edges[1] = math.nan
+        edges[2, 2, 2:6] = edges[2, 5, 2:6] = edges[2, 2:6, 2] = edges[2, 2:6, 5] = 1.0
+        self.targets = {"edges": edges}
+
+
+def shifted_logits(edges: torch.Tensor, columns: int) -> torch.Tensor:
+    """Logits +4 on the boundary moved ``columns`` pixels to the right, -4 elsewhere: ``[N, H, W]``."""
+    moved = torch.zeros_like(edges)
+    moved[..., columns:] = edges.nan_to_num(0)[..., : edges.shape[-1] - columns]
+    return 8 * moved - 4
+
+
+def red_pixels(ax) -> int:
+    """How many pixels the error overlay of a prediction panel paints."""
+    return int((ax.get_images()[1].get_array()[..., 3] > 0).sum())
+
+
+def test_show_samples_draws_edge_maps_with_their_legend_and_missing_labels_grey():
+    data = EdgeDataset()
+    fig = show_samples(data, n=3)
+    assert len(fig.axes) == 2 * 3 and fig.axes[3].get_ylabel() == "edges (target)"
+    line = fig.axes[3].get_images()[0].get_array()
+    assert line.data[:, 3].tolist() == [1] * 8 and line.data.sum() == 8
+    assert fig.axes[4].get_images()[0].get_array().mask.all()  # no label: every pixel grey
+    assert [t.get_text() for t in fig.axes[5].get_legend().get_texts()] == ["not boundary", "boundary"]
+
+
+def test_edge_predictions_are_scored_with_the_boundary_tolerance():
+    data = EdgeDataset()
+    one_off = shifted_logits(data.targets["edges"], 1)  # within the tolerance of 1 pixel: no error
+    two_off = shifted_logits(data.targets["edges"], 2)
+    fig = show_samples(data, n=3, predictions={"edges": torch.stack([one_off[0], one_off[1], two_off[2]])})
+    line, unlabelled, square = fig.axes[6:9]
+    assert line.get_ylabel() == "edges (prediction)"
+    assert (line.get_xlabel(), red_pixels(line)) == ("boundary F1 1.00", 0)
+    assert (unlabelled.get_xlabel(), red_pixels(unlabelled)) == ("boundary F1 nan", 0)
+    # moved two columns, the square's left column (4 pixels, corners included) is missed and its new right
+    # column is a false alarm (4 pixels); every other pixel lies within one pixel of its partner: P = R = 8/12
+    assert square.get_xlabel() == "boundary F1 0.67" and red_pixels(square) == 4 + 4
+
+
+def dense_data() -> TensorMultiTaskDataset:
+    g = torch.Generator().manual_seed(0)
+    targets = {
+        "mask": torch.randint(0, 3, (5, 16, 16), generator=g),
+        "edges": (torch.rand(5, 16, 16, generator=g) < 0.1).float(),
+        "shape": torch.randint(0, 2, (5,), generator=g),
+    }
+    tasks = [Task("mask", "segmentation", 3), Task("edges", "edge", 1), Task("shape", "multiclass", 2)]
+    return TensorMultiTaskDataset(torch.rand(5, 3, 16, 16, generator=g), targets, tasks)
+
+
+def test_show_dense_predictions_draws_the_model_s_per_pixel_outputs_and_leaves_it_as_it_was():
+    torch.manual_seed(0)
+    data = dense_data()
+    model = HardParameterSharing(SmallCNN(width=4, num_stages=2), data.tasks).train()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    fig = show_dense_predictions(model, data, n=2, seed=1)
+    labels = [ax.get_ylabel() for ax in fig.axes[::2]]
+    assert labels == ["image", "mask (target)", "edges (target)", "mask (prediction)", "edges (prediction)"]
+    index = sample_indices(5, 2, seed=1)[0]
+    with torch.no_grad():
+        expected = model.eval()(data.images[index : index + 1])["mask"][0].argmax(0)  # [H, W]
+    assert fig.axes[6].get_images()[0].get_array().tolist() == expected.tolist()
+    model.train()
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match=r"no per-pixel task .* its tasks are \['shape'\]"):
+        show_dense_predictions(HardParameterSharing(SmallCNN(width=4), data.tasks["shape"]), data)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Affinity and trade-offs
+
+
+def test_plot_affinity_writes_values_in_cells_on_a_colour_map_centred_at_zero():
+    Z = torch.tensor([[0.5, -0.2, 0.0], [0.1, 0.4, math.nan], [-0.8, 0.3, 0.2]])
+    fig = plot_affinity(Z, ["shape", "size", "background"])
+    ax = fig.axes[0]
+    assert len(fig.axes) == 2 and fig.axes[1].get_ylabel().startswith("affinity Z[i, j]")
+    cells = [t.get_text() for t in ax.texts]
+    assert cells == ["0.50", "-0.20", "0.00", "0.10", "0.40", "n/a", "-0.80", "0.30", "0.20"]
+    image = ax.get_images()[0]
+    assert image.get_clim() == pytest.approx((-0.8, 0.8)) and image.get_cmap().name == "RdBu"
+    assert ax.get_ylabel() == "task i (the step follows its gradient)"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["shape", "size", "background"]
+    assert ax.get_title() == "Lookahead inter-task affinity"
+    with pytest.raises(ValueError, match="2 task_names for a 3 x 3 matrix"):
+        plot_affinity(Z, ["a", "b"])
+    with pytest.raises(ValueError, match="square"):
+        plot_affinity(torch.zeros(2, 3), ["a", "b"])
+
+
+def test_plot_tradeoff_draws_means_with_t_intervals_on_both_axes():
+    points = {"hard": (1000, [0.8, 0.9, 0.85]), "mtan": ([10.0, 12.0], [0.9])}
+    fig = plot_tradeoff(points, xlabel="step time (ms)", ylabel="shape accuracy", log_x=True)
+    ax = fig.axes[0]
+    hard, mtan = ax.containers
+    assert hard.lines[0].get_xydata().tolist() == [[1000.0, pytest.approx(0.85)]]
+    assert mtan.lines[0].get_xydata().tolist() == [[11.0, 0.9]]
+    half = 4.303 * 0.05 / 3**0.5  # t(0.975, 2) * sample std / sqrt(n)
+    y_bar = hard.lines[2][-1].get_segments()[0][:, 1]
+    assert y_bar == pytest.approx([0.85 - half, 0.85 + half], rel=1e-3)
+    x_bar = mtan.lines[2][0].get_segments()[0][:, 0]
+    assert x_bar == pytest.approx([11 - 12.706, 11 + 12.706], rel=1e-3)  # t(0.975, 1) * sqrt(2) / sqrt(2)
+    assert [t.get_text() for t in ax.texts] == ["hard", "mtan"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["hard", "mtan"]
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_xscale()) == ("step time (ms)", "shape accuracy", "log")
+    with pytest.raises(ValueError, match="points is empty"):
+        plot_tradeoff({})
