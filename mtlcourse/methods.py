@@ -33,7 +33,7 @@ def make_method(name: str, num_tasks: int, **kwargs: object) -> nn.Module:
 
     Example:
         >>> make_method("uncertainty", num_tasks=3)
-        UncertaintyWeighting(num_tasks=3)
+        UncertaintyWeighting(num_tasks=3, lr=None)
         >>> make_method("cagrad", num_tasks=3, c=0.2).c
         0.2
     """

@@ -31,7 +31,7 @@ from mtlcourse.utils import get_device, seeded_generator, synchronize
 #: passes this factor long before its losses overflow to ``inf``.
 DIVERGENCE_FACTOR = 1e3
 
-#: Learning-rate schedules: the factor by which ``lr`` is multiplied at ``step`` of ``total`` steps.
+#: Learning-rate schedules, each the factor by which ``lr`` is multiplied at ``step`` of ``total`` steps.
 SCHEDULES = {
     "constant": lambda step, total: 1.0,
     "cosine": lambda step, total: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total)),
