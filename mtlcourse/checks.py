@@ -149,6 +149,8 @@ def grade(check_answer: Callable[[], bool], strict: bool | None = None) -> bool 
             "this cell again."
         )
         return None
+    except AssertionError:  # a check already printed its failure and raised (strict, or in CI)
+        raise
     except Exception as error:  # the learner's code failed: say how, in one line, and let the notebook go on
         message = f"your answer raised {type(error).__name__}: {error}"
         return check(

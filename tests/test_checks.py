@@ -83,3 +83,26 @@ def test_check_shape_and_check_between(capsys):
         check_between(0.5, 1.0, 0.0, name="x")
     with pytest.raises(ValueError, match="must be a single number"):
         check_between(torch.zeros(2), 0.0, 1.0, name="x")
+
+
+def test_grade_reports_each_outcome_once(monkeypatch, capsys):
+    from mtlcourse.checks import answer, grade
+
+    monkeypatch.setenv("CI", "true")
+    value = None
+    assert grade(lambda: check(answer(value) == 1, "value is one")) is None  # never raises, in CI either
+    assert "not answered yet" in capsys.readouterr().out
+    value = 2
+    with pytest.raises(AssertionError, match="Check failed: value is one"):
+        grade(lambda: check(answer(value) == 1, "value is one"))
+    assert capsys.readouterr().out.count("Check failed") == 1  # printed once, not again by grade
+
+    def broken():
+        raise TypeError("unsupported operand")
+
+    with pytest.raises(AssertionError, match="your answer raised TypeError: unsupported operand"):
+        grade(broken)
+    monkeypatch.delenv("CI")
+    assert grade(broken) is False  # outside CI the notebook goes on
+    with pytest.raises(TypeError, match="must return True or False"):
+        grade(lambda: 1)
