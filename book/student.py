@@ -22,7 +22,12 @@ Anything the script cannot convert (an unknown role, directive or option, an unk
 build with the chapter, the cell and what to change; nothing is dropped silently. After converting, every
 Markdown cell is scanned for leftover MyST syntax, and any found also stops the build.
 
-Usage: ``python book/student.py [--out DIR]`` (default ``_build/student``).
+With ``--with-reference-checks`` (what CI runs, ``make notebooks``), each notebook also ends in a section that
+runs every exercise's check, reference solution and hidden assertion once more, so that one execution of the
+notebook shows both that an unanswered exercise is reported as not answered and that each reference solution
+passes its own check. Learners never get that section.
+
+Usage: ``python book/student.py [--out DIR] [--with-reference-checks]`` (default ``_build/student``).
 """
 
 from __future__ import annotations
@@ -615,6 +620,10 @@ SOLUTIONS_INTRO = (
     "## Solutions\n\nTry each exercise before you open its solution. To use one, copy it into the exercise "
     "cell, run that cell, then run the check cell below it again."
 )
+REFERENCE_CHECKS_INTRO = (
+    "## Reference checks (CI only)\n\nThe chapter has run as a learner who answers nothing. Each exercise's "
+    "check now runs again, then its reference solution and the assertion that the reference passes."
+)
 
 
 def split_solution_markers(text: str) -> list[tuple[str, str]]:
@@ -652,9 +661,17 @@ class StudentNotebook:
         self.cells: list[nbformat.NotebookNode] = []
         self.solutions: dict[str, list[str]] = {}  # exercise label -> Markdown pieces of its solution
         self.open_solution: str | None = None
+        self.last_check: nbformat.NotebookNode | None = (
+            None  # the latest check cell, graded by the next solution
+        )
+        self.reference_cells: list[nbformat.NotebookNode] = []  # each solution's check, code and assertions
+        self.unchecked: list[str] = []  # exercises without a check cell above their solution
 
     def add(self, cell: nbformat.NotebookNode) -> None:
         """Convert one cell of the chapter and add it, or its solution part, where it belongs."""
+        if cell.cell_type == "code" and self.open_solution is not None:
+            # Hidden assertions (remove-cell) inside a solution belong to the reference checks too.
+            self.add_reference(nbformat.v4.new_code_cell(cell.source))
         if "remove-cell" in tags(cell):
             return
         if cell.cell_type == "markdown":
@@ -699,6 +716,18 @@ class StudentNotebook:
             raise StudentBuildError(f"exercise {label} has two solutions")
         self.open_solution = label
         self.solutions[label] = []
+        self.add_reference(nbformat.v4.new_markdown_cell(f"Reference solution of exercise `{label}`:"))
+        if self.last_check is None:
+            self.unchecked.append(label)
+        else:
+            # Its check runs again first, so that the check function its assertion grades with is its own.
+            self.add_reference(nbformat.v4.new_code_cell(self.last_check.source))
+        self.last_check = None
+
+    def add_reference(self, cell: nbformat.NotebookNode) -> None:
+        """File a cell of the reference checks, with a stable id so that rebuilding gives the same file."""
+        cell.id = f"reference-{len(self.reference_cells)}"
+        self.reference_cells.append(cell)
 
     def add_code(self, cell: nbformat.NotebookNode) -> None:
         """Keep a code cell without outputs, or file it as part of the open solution."""
@@ -716,6 +745,8 @@ class StudentNotebook:
             raise StudentBuildError(
                 "a cell tagged 'solution' lies outside solution-start ... solution-end; move it between them"
             )
+        if "check" in cell_tags:
+            self.last_check = cell
         self.cells.append(
             nbformat.v4.new_code_cell(cell.source, **same_id(cell), metadata=cell.metadata, outputs=[])
         )
@@ -735,6 +766,18 @@ class StudentNotebook:
             references = references_markdown(self.chapter.cited, self.chapter.book.bibliography)
             cells.append(nbformat.v4.new_markdown_cell(references, id="student-references"))
         return cells
+
+    def reference_checks(self) -> list[nbformat.NotebookNode]:
+        """For CI only: every exercise's check, reference solution and hidden assertion, run after the chapter."""
+        if self.unchecked:
+            raise StudentBuildError(
+                f"exercise {', '.join(self.unchecked)} has no cell tagged 'check' above its solution, so CI "
+                "cannot grade its reference solution; tag the cell that calls grade(...) 'check'"
+            )
+        if not self.reference_cells:
+            return []
+        intro = nbformat.v4.new_markdown_cell(REFERENCE_CHECKS_INTRO, id="reference-checks")
+        return [intro, *self.reference_cells]
 
 
 def chapter_title(notebook: nbformat.NotebookNode, path: Path) -> str:
@@ -791,8 +834,13 @@ def load_book(root: Path) -> tuple[Book, dict[Path, nbformat.NotebookNode]]:
     return Book(root, config, load_bibliography(root, config), titles, labels), notebooks
 
 
-def convert_chapter(path: Path, notebook: nbformat.NotebookNode, book: Book) -> nbformat.NotebookNode:
-    """The student notebook of one chapter; errors name the chapter and the cell."""
+def convert_chapter(
+    path: Path, notebook: nbformat.NotebookNode, book: Book, with_reference_checks: bool = False
+) -> nbformat.NotebookNode:
+    """The student notebook of one chapter; errors name the chapter and the cell.
+
+    With ``with_reference_checks``, the notebook ends in the reference checks that CI runs (never for learners).
+    """
     chapter = Chapter(path, book, find_exercises(notebook))
     student = StudentNotebook(chapter)
     for index, cell in enumerate(notebook.cells):
@@ -809,6 +857,8 @@ def convert_chapter(path: Path, notebook: nbformat.NotebookNode, book: Book) -> 
     badge = nbformat.v4.new_markdown_cell(badge_markdown(book.config, path.name), id="student-colab-badge")
     result = nbformat.v4.new_notebook(metadata=notebook.metadata)
     result.cells = [badge, *student.cells, *appendix]
+    if with_reference_checks:
+        result.cells += student.reference_checks()
     check_no_raw_myst(result, path.name)
     nbformat.validate(result)
     return result
@@ -864,13 +914,17 @@ def check_no_raw_myst(notebook: nbformat.NotebookNode, name: str) -> None:
 # --------------------------------------------------------------------------------------------------------
 
 
-def build_all(root: Path = ROOT, out: Path = DEFAULT_OUT) -> list[Path]:
+def build_all(root: Path = ROOT, out: Path = DEFAULT_OUT, with_reference_checks: bool = False) -> list[Path]:
     """Write the student notebook of every chapter of ``root`` into ``out``; return the files written.
 
     Old ``.ipynb`` files in ``out`` are removed first, so that a renamed chapter leaves no stale copy.
+    ``with_reference_checks`` appends the reference checks that CI runs (:func:`convert_chapter`).
     """
     book, notebooks = load_book(root)
-    students = {path: convert_chapter(path, notebook, book) for path, notebook in notebooks.items()}
+    students = {
+        path: convert_chapter(path, notebook, book, with_reference_checks)
+        for path, notebook in notebooks.items()
+    }
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.ipynb"):
         old.unlink()
@@ -887,9 +941,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="folder to write (default _build/student)"
     )
+    parser.add_argument(
+        "--with-reference-checks",
+        action="store_true",
+        help="end each notebook with every exercise's reference solution and its check (for CI, not learners)",
+    )
     args = parser.parse_args(argv)
     try:
-        written = build_all(ROOT, args.out)
+        written = build_all(ROOT, args.out, args.with_reference_checks)
     except StudentBuildError as error:
         print(f"make student failed: {error}", file=sys.stderr)
         return 1

@@ -392,6 +392,30 @@ def test_solutions_move_to_the_appendix(tagged, book):
     assert "hidden" not in everything.lower() and "assert grade" not in everything
 
 
+def test_reference_checks_follow_the_chapter_only_when_asked(book):
+    path = book.root / "notebooks" / "00_intro.ipynb"
+    plain = student.convert_chapter(path, exercise_notebook(), book)
+    checked = student.convert_chapter(path, exercise_notebook(), book, with_reference_checks=True)
+    assert [cell.source for cell in checked.cells[: len(plain.cells)]] == [
+        cell.source for cell in plain.cells
+    ]
+    extra = checked.cells[len(plain.cells) :]
+    assert extra[0].source == student.REFERENCE_CHECKS_INTRO
+    # The check runs again before the reference solution, then the hidden assertion grades the reference.
+    assert sources(nbformat.v4.new_notebook(cells=extra), "code") == [
+        "grade(check_x)",
+        "x = 2  # the solution",
+        "assert grade(check_x)",
+    ]
+    assert all(cell.get("outputs", []) == [] for cell in extra)
+
+
+def test_reference_checks_need_a_check_cell(book):
+    path = book.root / "notebooks" / "00_intro.ipynb"
+    with pytest.raises(student.StudentBuildError, match="ex-one has no cell tagged 'check'"):
+        student.convert_chapter(path, exercise_notebook(tagged=False), book, with_reference_checks=True)
+
+
 def test_code_cells_keep_source_and_tags_and_lose_outputs(book):
     path = book.root / "notebooks" / "00_intro.ipynb"
     result = student.convert_chapter(path, exercise_notebook(), book)
