@@ -112,6 +112,32 @@ def lookahead_affinity(
 
     Used in chapter 09.
     """
+    return lookahead_and_cosines(model, images, targets, lr)[0]
+
+
+def lookahead_and_cosines(
+    model: MultiTaskModel, images: Tensor, targets: dict[str, Tensor], lr: float
+) -> tuple[Tensor, Tensor]:
+    r"""The lookahead affinity ``Z`` and the gradient cosines ``C`` of one batch, from the same gradients.
+
+    :func:`lookahead_affinity` needs every task's gradient on the shared parameters, the rows of the
+    Jacobian :math:`J`; their cosines (:func:`gradient_cosines`) then cost nothing more. Both are detached
+    ``[T, T]`` matrices with the tasks in the order of ``model.tasks``; the arguments, the model's state and
+    the ``nan`` column of a task without labels are as in :func:`lookahead_affinity` (the cosines of such a
+    task, whose gradient is zero, are 0).
+
+    Example:
+        >>> from mtlcourse.models import HardParameterSharing, SmallCNN
+        >>> from mtlcourse.tasks import Task
+        >>> _ = torch.manual_seed(0)
+        >>> model = HardParameterSharing(SmallCNN(width=4), [Task("a", "regression", 1), Task("b", "binary", 1)])
+        >>> images, targets = torch.rand(8, 3, 32, 32), {"a": torch.rand(8, 1), "b": torch.ones(8)}
+        >>> Z, C = lookahead_and_cosines(model, images, targets, lr=0.01)
+        >>> torch.equal(Z, lookahead_affinity(model, images, targets, lr=0.01)), C.diagonal().tolist()
+        (True, [1.0, 1.0])
+
+    Used in chapter 09.
+    """
     if not lr > 0:
         raise ValueError(f"lr must be positive, got {lr}")
     params = dict(model.named_parameters())
@@ -124,6 +150,7 @@ def lookahead_affinity(
         outputs = functional_call(model, (params, buffers), (images,))
         before = task_losses(outputs, targets, model.tasks)  # [T]
         grads = per_task_gradients(before, list(shared.values()))  # one [T, *p.shape] per shared parameter
+        J = torch.cat([g.reshape(len(model.tasks), -1) for g in grads], dim=1)  # [T, P]
         rows = []
         with torch.no_grad():
             for i in range(len(model.tasks)):
@@ -134,7 +161,8 @@ def lookahead_affinity(
         for module, training in modes:
             module.training = training
     after = torch.stack(rows)  # [T, T]: row i, the losses after the step on task i
-    return 1 - after / before.detach()[None, :]  # [T, T]; 0 / 0 gives nan for a task without labels
+    Z = 1 - after / before.detach()[None, :]  # [T, T]; 0 / 0 gives nan for a task without labels
+    return Z, gradient_cosines(J.detach())  # [T, T] each
 
 
 class AffinityRecorder:
@@ -144,6 +172,8 @@ class AffinityRecorder:
 
     over the recorded steps :math:`S` (every ``every``-th call of :meth:`step`), as Fifty et al. average
     :math:`Z` over training. A ``nan`` (a task without labels in a batch) is left out of its cell's mean.
+    The gradient cosines of the same steps' gradients come free (:func:`lookahead_and_cosines`) and are
+    averaged the same way (:meth:`mean_cosines`); a task without labels in a batch is left out of them too.
     :func:`~mtlcourse.train.fit` takes no callbacks, so a chapter that records the affinity writes its own
     short loop with :func:`~mtlcourse.backward.mtl_step`, as below.
 
@@ -167,8 +197,8 @@ class AffinityRecorder:
         ...     optimizer.zero_grad()
         ...     _ = mtl_step(model, images, targets, EqualWeighting())
         ...     optimizer.step()
-        >>> recorder.num_recorded, recorder.mean().shape
-        (2, torch.Size([2, 2]))
+        >>> recorder.num_recorded, recorder.mean().shape, recorder.mean_cosines().diagonal().tolist()
+        (2, torch.Size([2, 2]), [1.0, 1.0])
 
     Used in chapter 09.
     """
@@ -182,6 +212,8 @@ class AffinityRecorder:
         self.calls, self.num_recorded = 0, 0
         self.total: Tensor | None = None  # [T, T] sum of the recorded Z, nan counted as 0
         self.counts: Tensor | None = None  # [T, T] how many recorded Z had a number in each cell
+        self.cosine_total: Tensor | None = None  # [T, T] sum of the recorded gradient cosines
+        self.cosine_counts: Tensor | None = None  # [T, T] how many recorded steps had both tasks labelled
 
     def step(self, model: MultiTaskModel, images: Tensor, targets: dict[str, Tensor]) -> Tensor | None:
         """Record this batch's affinity if it is the ``every``-th call; return it (or ``None`` if skipped)."""
@@ -192,12 +224,17 @@ class AffinityRecorder:
 
     def record(self, model: MultiTaskModel, images: Tensor, targets: dict[str, Tensor]) -> Tensor:
         """Record this batch's affinity ``[T, T]`` whatever the call count, and return it."""
-        Z = lookahead_affinity(model, images, targets, self.lr)  # [T, T]
+        Z, C = lookahead_and_cosines(model, images, targets, self.lr)  # [T, T] each
         known = ~torch.isnan(Z)  # [T, T]
+        labelled = known.any(dim=0)  # [T]: a task without labels has a column of nan
+        both = labelled[:, None] & labelled[None, :]  # [T, T]
         if self.total is None:
             self.total, self.counts = torch.zeros_like(Z), torch.zeros_like(Z)
+            self.cosine_total, self.cosine_counts = torch.zeros_like(C), torch.zeros_like(C)
         self.total += torch.where(known, Z, torch.zeros_like(Z))
         self.counts += known
+        self.cosine_total += torch.where(both, C, torch.zeros_like(C))
+        self.cosine_counts += both
         self.num_recorded += 1
         return Z
 
@@ -206,6 +243,12 @@ class AffinityRecorder:
         if self.total is None:
             raise ValueError("nothing recorded yet: call step (or record) inside the training loop first")
         return self.total / self.counts  # [T, T]; 0 / 0 gives nan
+
+    def mean_cosines(self) -> Tensor:
+        """The mean gradient cosines ``[T, T]`` over the recorded steps (:func:`gradient_cosines` of each step)."""
+        if self.cosine_total is None:
+            raise ValueError("nothing recorded yet: call step (or record) inside the training loop first")
+        return self.cosine_total / self.cosine_counts  # [T, T]; 0 / 0 gives nan
 
     def __repr__(self) -> str:
         return f"AffinityRecorder(lr={self.lr}, every={self.every}, recorded={self.num_recorded})"

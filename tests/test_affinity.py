@@ -14,10 +14,11 @@ from mtlcourse.affinity import (
     gradient_cosines,
     grouping_score,
     lookahead_affinity,
+    lookahead_and_cosines,
     partitions,
     score_groupings,
 )
-from mtlcourse.backward import task_losses
+from mtlcourse.backward import jacobian, task_losses
 from mtlcourse.models import HardParameterSharing, MultiTaskModel, SmallCNN
 from mtlcourse.tasks import Task
 
@@ -132,6 +133,18 @@ def test_lookahead_affinity_matches_an_oracle_that_steps_a_copy(cnn_and_batch):
     assert bool((Z.diagonal() > 0).all())
 
 
+def test_lookahead_and_cosines_gives_the_same_z_and_the_cosines_of_the_training_mode_jacobian(cnn_and_batch):
+    model, images, targets = cnn_and_batch
+    Z, C = lookahead_and_cosines(model, images, targets, lr=0.05)
+    assert torch.equal(Z, lookahead_affinity(model, images, targets, lr=0.05))
+    twin = copy.deepcopy(
+        model
+    ).train()  # the oracle: the Jacobian of a copy in training mode, as the step sees it
+    J = jacobian(task_losses(twin(images), targets, twin.tasks), list(twin.shared_parameters()))  # [T, P]
+    torch.testing.assert_close(C, gradient_cosines(J), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(C, C.T)
+
+
 def test_lookahead_affinity_leaves_the_model_exactly_as_it_was(cnn_and_batch):
     model, images, targets = cnn_and_batch
     model.eval()  # the passes run in training mode, and the eval mode must come back
@@ -160,6 +173,8 @@ def test_the_recorder_averages_every_kth_step_and_skips_nan_cells():
     model, recorder = Line(names), AffinityRecorder(lr=0.1, every=3)
     with pytest.raises(ValueError, match="nothing recorded yet"):
         recorder.mean()
+    with pytest.raises(ValueError, match="nothing recorded yet"):
+        recorder.mean_cosines()
     recorded = [recorder.step(model, images, targets) for _ in range(7)]
     assert [z is not None for z in recorded] == [True, False, False, True, False, False, True]
     unlabelled = {**targets, "b": torch.full((2, 1), math.nan)}
@@ -169,6 +184,8 @@ def test_the_recorder_averages_every_kth_step_and_skips_nan_cells():
     partial = lookahead_affinity(model, images, unlabelled, lr=0.1)
     expected = torch.nanmean(torch.stack([Z, Z, Z, partial]), dim=0)
     torch.testing.assert_close(recorder.mean(), expected)
+    _, C = lookahead_and_cosines(model, images, targets, lr=0.1)
+    torch.testing.assert_close(recorder.mean_cosines(), C)  # the unlabelled step leaves the cosines out
     for bad in ({"lr": 0.0}, {"lr": 0.1, "every": 0}):
         with pytest.raises(ValueError, match="must be"):
             AffinityRecorder(**bad)
