@@ -214,6 +214,8 @@ def mtl_step(
         outputs = model(images)
     losses = task_losses(outputs, targets, model.tasks)  # [T]
     check_finite(losses, model.tasks)
+    if method.level == "losses":  # one backward pass of the weighted sum fills every .grad: no Jacobian
+        return losses.detach(), mtl_backward(method, losses, ())
     task_params = list(model.task_parameters())
     shared = [z_in] if on_representation else list(model.shared_parameters())
     weights = mtl_backward(method, losses, shared, task_params, route)

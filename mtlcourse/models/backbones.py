@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torchvision
 from torch import Tensor, nn
 
 #: The attributes every backbone has (see the module docstring).
@@ -96,6 +95,8 @@ class ResNet18(nn.Module):
 
     def __init__(self, in_channels: int = 3, pretrained: bool = False) -> None:
         super().__init__()
+        import torchvision  # here, not at the top: importing it takes seconds that SmallCNN users need not pay
+
         weights = torchvision.models.ResNet18_Weights.DEFAULT if pretrained else None
         net = torchvision.models.resnet18(weights=weights)
         if in_channels != 3:
