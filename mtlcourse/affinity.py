@@ -403,6 +403,7 @@ __all__ = [
     "gradient_cosines",
     "grouping_score",
     "lookahead_affinity",
+    "lookahead_and_cosines",
     "partitions",
     "score_groupings",
 ]
