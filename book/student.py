@@ -661,9 +661,8 @@ class StudentNotebook:
         self.cells: list[nbformat.NotebookNode] = []
         self.solutions: dict[str, list[str]] = {}  # exercise label -> Markdown pieces of its solution
         self.open_solution: str | None = None
-        self.last_check: nbformat.NotebookNode | None = (
-            None  # the latest check cell, graded by the next solution
-        )
+        # The latest check cell: the next solution's reference check re-runs it.
+        self.last_check: nbformat.NotebookNode | None = None
         self.reference_cells: list[nbformat.NotebookNode] = []  # each solution's check, code and assertions
         self.unchecked: list[str] = []  # exercises without a check cell above their solution
 
