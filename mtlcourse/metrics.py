@@ -521,7 +521,9 @@ class TaskMeter:
     ``[2, 2]`` (binary), one ``[2, 2]`` matrix per label ``[K, 2, 2]`` (multilabel), the six counts of
     :func:`boundary_counts` (edge), or the sums of absolute and squared errors and their count (regression). The counts live on the device of the outputs and
     :meth:`update` never waits for it; :meth:`compute` makes the one copy to the CPU. Binary and multilabel
-    logits are thresholded at 0 (probability 0.5); multiclass and segmentation predict the argmax.
+    logits are thresholded at 0 (probability 0.5); multiclass and segmentation predict the argmax. Soft
+    targets ``[B, C]`` of a multiclass task are scored against their most probable class
+    (:meth:`~mtlcourse.tasks.Task.hard_target`, ties to the lowest class; a row of ``nan`` is missing).
 
     The metrics (the first is the task's primary metric, see :data:`mtlcourse.tasks.METRICS`):
 
@@ -585,6 +587,8 @@ class TaskMeter:
         kind = self.task.kind
         if kind == "binary" and output.dim() == 2 and output.shape[1] == 1:
             output = output.squeeze(1)  # [B, 1] -> [B]
+        if self.task.is_soft_target(target) and target.shape == output.shape:
+            target = self.task.hard_target(target)  # [B, C] -> [B]: the most probable class of each row
         self._check_shapes(output, target)
         if kind in ("multiclass", "segmentation"):
             batch = count_confusion(output.argmax(dim=1), target, self.task.num_outputs)  # [C, C]

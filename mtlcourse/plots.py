@@ -189,6 +189,7 @@ def _write_targets(ax: Axes, tasks: Mapping[str, Task], targets: Mapping, output
         if task.kind in PER_PIXEL_KINDS:
             continue
         target = torch.as_tensor(targets[name]).detach().cpu()
+        target = task.hard_target(target[None])[0]  # a soft target row [C] -> its most probable class
         if name in outputs:
             text, color = _describe_prediction(task, outputs[name], target)
         else:

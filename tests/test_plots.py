@@ -398,3 +398,18 @@ def test_plot_tradeoff_draws_means_with_t_intervals_on_both_axes():
     assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_xscale()) == ("step time (ms)", "shape accuracy", "log")
     with pytest.raises(ValueError, match="points is empty"):
         plot_tradeoff({})
+
+
+def test_show_samples_writes_the_most_probable_class_of_a_soft_target():
+    task = Task("shape", "multiclass", 3, class_names=("disc", "square", "triangle"))
+    rows = torch.tensor([[0.1, 0.2, 0.7], [0.6, 0.3, 0.1], [math.nan] * 3])
+    data = TensorMultiTaskDataset(torch.rand(3, 1, 8, 8), {"shape": rows}, [task])
+    fig = show_samples(data, n=3)
+    assert [texts_under(ax)[0][0] for ax in fig.axes] == ["shape: triangle", "shape: disc", "shape: ?"]
+    predictions = {"shape": torch.tensor([[0.0, 0.0, 5.0], [0.0, 5.0, 0.0], [5.0, 0.0, 0.0]])}
+    fig = show_samples(data, n=3, predictions=predictions)
+    assert [texts_under(ax)[0][1] for ax in fig.axes] == [
+        "#2ca02c",
+        "#d62728",
+        "#000000",
+    ]  # right, wrong, none

@@ -217,10 +217,15 @@ def check_target(target: Tensor, task: Task, images: Tensor) -> None:
     if not isinstance(target, Tensor):
         raise ValueError(f"{where} must be a tensor, got {type(target).__name__}")
     shape = expected_shape(task, images)
+    if task.is_soft_target(target):
+        shape = (*shape, task.num_outputs)  # soft targets: one row of class probabilities per image
     if tuple(target.shape) != shape:
         raise ValueError(f"{where} must have shape {list(shape)}, got {list(target.shape)}")
     if target.device != images.device:
         raise ValueError(f"{where} is on {target.device} but the images are on {images.device}")
+    if task.is_soft_target(target):
+        task.check_soft_target(target)
+        return
     if TARGET_DTYPE[task.kind] == "long":
         if target.dtype != torch.long:
             raise ValueError(
@@ -258,7 +263,7 @@ def labelled_mask(target: Tensor, task: Task) -> Tensor:
 
 def balance(target: Tensor, task: Task) -> str:
     """A short description of how the labels of ``task`` are distributed, for :meth:`TensorMultiTaskDataset.summary`."""
-    if TARGET_DTYPE[task.kind] == "long":
+    if not target.is_floating_point():
         known = target[target >= 0]  # [n] (pixels, for segmentation)
         if known.numel() == 0:
             return "no labels"
@@ -269,6 +274,8 @@ def balance(target: Tensor, task: Task) -> str:
     known = target[~(nan if nan.dim() == 1 else nan.flatten(1).any(dim=1))]  # [n, ...] complete rows only
     if known.numel() == 0:
         return "no labels"
+    if task.is_soft_target(target):
+        return "mean probabilities " + " ".join(f"{f:.2f}" for f in known.mean(dim=0).tolist())
     if task.kind == "binary":
         return f"positive {known.mean().item():.2f}"
     if task.kind == "edge":
@@ -322,7 +329,7 @@ def drop_labels(target: Tensor, task: Task, fraction: float, generator: torch.Ge
     order = torch.randperm(N, generator=generator, device=generator.device).to(target.device)  # [N]
     dropped = order[keep:]  # [N - keep]
     target = target.clone()
-    target[dropped] = -1 if TARGET_DTYPE[task.kind] == "long" else float("nan")
+    target[dropped] = float("nan") if target.is_floating_point() else -1  # a soft target loses its whole row
     return target
 
 
