@@ -34,26 +34,33 @@ no value at all (``nan``) and is left out of macro averages, as scikit-learn doe
 Boundaries (``edge`` tasks) are scored with a tolerance instead of pixel by pixel: :func:`boundary_f1` counts
 a predicted boundary pixel as right when a true one lies within a pixel of it, and the other way round.
 
-Used in chapter 01 (accuracy, confusion, precision, recall, F1), 03 (IoU, MAE, boundary F1) and 12
-(:func:`delta_m`).
+Calibration (multiclass): :func:`expected_calibration_error` and the per-bin data of a reliability diagram,
+:func:`reliability_bins`, with equal-width confidence bins.
+
+Used in chapter 01 (accuracy, confusion, precision, recall, F1), 03 (IoU, MAE, boundary F1), 10
+(calibration) and 12 (:func:`delta_m`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtlcourse.tasks import LOWER_IS_BETTER, METRICS, Task
+from mtlcourse.tasks import LOWER_IS_BETTER, METRICS, SOFT_TARGET_TOLERANCE, Task, most_probable_class
 from mtlcourse.utils import is_whole_number
 
 AVERAGES = ("macro", "micro", None)
 
 #: How far, in pixels (Chebyshev distance), a predicted boundary may lie from a true one and still count.
 BOUNDARY_TOLERANCE = 1
+
+#: Number of equal-width confidence bins of :func:`expected_calibration_error` (Guo et al., ICML 2017, use 15).
+CALIBRATION_BINS = 15
 
 #: Every metric name that :func:`delta_m` can orient by itself.
 KNOWN_METRICS = frozenset(name for names in METRICS.values() for name in names) | LOWER_IS_BETTER
@@ -431,6 +438,169 @@ def _check_tolerance(tolerance: int) -> None:
     """Raise ``ValueError`` unless ``tolerance`` is a whole number of pixels, at least 0."""
     if not is_whole_number(tolerance, 0):
         raise ValueError(f"tolerance must be a whole number of pixels, at least 0, got {tolerance!r}")
+
+
+@dataclass(frozen=True)
+class ReliabilityBins:
+    r"""The per-bin data of a reliability diagram, as :func:`reliability_bins` returns it.
+
+    Bin :math:`m` (counted from 0) holds the labelled examples whose confidence lies in
+    ``(edges[m], edges[m + 1]]``; the first bin also holds a confidence of exactly 0.
+
+    Attributes:
+        edges: ``[M + 1]`` equal-width bin edges from 0 to 1.
+        count: ``[M]`` labelled examples per bin (long).
+        accuracy: ``[M]`` fraction of them predicted right; ``nan`` for an empty bin.
+        confidence: ``[M]`` their mean confidence; ``nan`` for an empty bin.
+
+    Used in chapter 10.
+    """
+
+    edges: Tensor
+    count: Tensor
+    accuracy: Tensor
+    confidence: Tensor
+
+    @property
+    def ece(self) -> Tensor:
+        r"""The expected calibration error of these bins (see :func:`expected_calibration_error`).
+
+        .. math:: \mathrm{ECE} = \sum_{m} \frac{n_m}{N} \, |\mathrm{acc}_m - \mathrm{conf}_m|
+
+        A 0-dim tensor; empty bins add 0; ``nan`` when no example is labelled.
+        """
+        share = self.count.to(self.accuracy.dtype) / self.count.sum()  # [M] n_m / N
+        gap = (self.accuracy - self.confidence).abs().nan_to_num(0.0)  # [M]; 0 for an empty bin
+        return (share * gap).sum()
+
+
+def reliability_bins(
+    output: Tensor, target: Tensor, num_bins: int = CALIBRATION_BINS, from_logits: bool = True
+) -> ReliabilityBins:
+    r"""Accuracy and mean confidence of a multiclass classifier in equal-width confidence bins.
+
+    The confidence of example :math:`i` is its largest predicted probability
+    :math:`\hat p_i = \max_c p_{ic}`, its prediction :math:`\hat y_i = \arg\max_c p_{ic}`. With :math:`M`
+    bins of width :math:`1/M` on :math:`[0, 1]`, over the labelled examples :math:`L`,
+
+    .. math::
+
+        B_m = \{ i \in L : \tfrac{m - 1}{M} < \hat p_i \le \tfrac{m}{M} \}, \qquad
+        \mathrm{acc}(B_m) = \frac{1}{|B_m|} \sum_{i \in B_m} [\hat y_i = y_i], \qquad
+        \mathrm{conf}(B_m) = \frac{1}{|B_m|} \sum_{i \in B_m} \hat p_i,
+
+    for :math:`m = 1, \dots, M` (a confidence of exactly 0 joins :math:`B_1`). A reliability diagram
+    (DeGroot and Fienberg, 1983; Niculescu-Mizil and Caruana, ICML 2005) draws :math:`\mathrm{acc}(B_m)` per
+    bin: the bars of a calibrated model follow the diagonal, those of an overconfident one lie below it.
+
+    Args:
+        output: logits ``[N, C]`` (a softmax gives the probabilities), or probabilities ``[N, C]`` with
+            ``from_logits=False`` (non-negative rows that sum to 1 within
+            :data:`~mtlcourse.tasks.SOFT_TARGET_TOLERANCE`).
+        target: class indices ``[N]``, ``-1`` for a missing label; or soft targets ``[N, C]``, scored by
+            their most probable class (a row of ``nan`` is missing).
+        num_bins: :math:`M`, at least 1 (default :data:`CALIBRATION_BINS` = 15).
+        from_logits: whether ``output`` holds logits (default ``True``) or probabilities.
+
+    Returns:
+        :class:`ReliabilityBins` on the device of ``output``.
+
+    Example:
+        >>> probs = torch.tensor([[0.9, 0.05, 0.05], [0.7, 0.2, 0.1], [0.4, 0.3, 0.3], [0.2, 0.45, 0.35]])
+        >>> bins = reliability_bins(probs, torch.tensor([0, 1, 0, 2]), num_bins=2, from_logits=False)
+        >>> bins.count.tolist(), bins.accuracy.tolist(), [round(c, 3) for c in bins.confidence.tolist()]
+        ([2, 2], [0.5, 0.5], [0.425, 0.8])
+
+    Used in chapter 10.
+    """
+    confidence, predicted, target = _calibration_inputs(output, target, num_bins, from_logits)
+    M, dtype, device = num_bins, confidence.dtype, confidence.device
+    edges = torch.arange(M + 1, dtype=dtype, device=device) / M  # [M + 1] exactly m / M
+    index = (torch.bucketize(confidence, edges) - 1).clamp(0, M - 1)  # [N]: (edges[m], edges[m + 1]] -> m
+    labelled = (target != -1).to(dtype)  # [N]; a missing label adds a weight of 0, without a device sync
+    correct = (predicted == target).to(dtype)  # [N]
+    zeros = torch.zeros(M, dtype=dtype, device=device)  # [M]
+    count = zeros.index_add(0, index, labelled)  # [M]
+    hits = zeros.index_add(0, index, labelled * correct)  # [M]
+    confidence_sum = zeros.index_add(0, index, labelled * confidence)  # [M]
+    return ReliabilityBins(edges, count.long(), hits / count, confidence_sum / count)  # 0 / 0 = nan if empty
+
+
+def expected_calibration_error(
+    output: Tensor, target: Tensor, num_bins: int = CALIBRATION_BINS, from_logits: bool = True
+) -> Tensor:
+    r"""Expected calibration error (ECE) of a multiclass classifier, with equal-width confidence bins.
+
+    .. math::
+
+        \mathrm{ECE} = \sum_{m=1}^{M} \frac{|B_m|}{|L|} \, \bigl| \mathrm{acc}(B_m) - \mathrm{conf}(B_m) \bigr|
+
+    with the bins :math:`B_m = \{ i \in L : (m - 1)/M < \hat p_i \le m/M \}` of the confidences
+    :math:`\hat p_i = \max_c p_{ic}` of the labelled examples :math:`L`, and their accuracy and mean
+    confidence (:func:`reliability_bins`) (Naeini, Cooper and Hauskrecht, AAAI 2015; Guo, Pleiss, Sun and
+    Weinberger, "On calibration of modern neural networks", ICML 2017, who use :math:`M = 15`). ECE lies in
+    :math:`[0, 1]`; 0 means that in every bin the accuracy equals the mean confidence. It depends on the
+    binning, and on few examples per bin it is biased upwards, so compare models with the same bins and
+    the same test set.
+
+    Args:
+        output: logits ``[N, C]``, or probabilities with ``from_logits=False``.
+        target: class indices ``[N]`` (``-1`` for missing) or soft targets ``[N, C]`` (most probable class).
+        num_bins: :math:`M`, at least 1 (default :data:`CALIBRATION_BINS` = 15).
+        from_logits: whether ``output`` holds logits (default ``True``) or probabilities.
+
+    Returns:
+        A 0-dim tensor on the device of ``output``; ``nan`` when no example is labelled.
+
+    Example:
+        >>> probs = torch.tensor([[0.9, 0.05, 0.05], [0.7, 0.2, 0.1], [0.4, 0.3, 0.3], [0.2, 0.45, 0.35]])
+        >>> ece = expected_calibration_error(probs, torch.tensor([0, 1, 0, 2]), num_bins=2, from_logits=False)
+        >>> round(float(ece), 4)  # 2/4 * |0.5 - 0.425| + 2/4 * |0.5 - 0.8|
+        0.1875
+
+    Used in chapter 10.
+    """
+    return reliability_bins(output, target, num_bins, from_logits).ece
+
+
+def _calibration_inputs(
+    output: Tensor, target: Tensor, num_bins: int, from_logits: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Checked confidences ``[N]``, predicted classes ``[N]`` and class targets ``[N]`` (``-1`` missing)."""
+    if not is_whole_number(num_bins, 1):
+        raise ValueError(f"num_bins must be a whole number of bins, at least 1, got {num_bins!r}")
+    output = torch.as_tensor(output).detach()
+    if output.dim() != 2 or not output.is_floating_point():
+        raise ValueError(
+            f"output must be float logits or probabilities [N, C], got {output.dtype} of shape "
+            f"{list(output.shape)}"
+        )
+    N, C = output.shape
+    target = torch.as_tensor(target).detach().to(output.device)
+    if target.is_floating_point() and target.shape == output.shape:
+        target = most_probable_class(target)  # [N, C] -> [N]
+    if target.shape != (N,) or target.is_floating_point():
+        raise ValueError(
+            f"target must be class indices [{N}] (-1 for missing) or soft targets [{N}, {C}] like output, got "
+            f"{target.dtype} of shape {list(target.shape)}"
+        )
+    if target.numel() and not bool(((target >= -1) & (target < C)).all()):
+        raise ValueError(f"target must hold classes in [0, {C - 1}] or -1 (missing)")
+    probs = output.to(_float_dtype(output.device))  # [N, C]
+    probs = probs.softmax(dim=1) if from_logits else _check_probabilities(probs)  # [N, C]
+    confidence, predicted = probs.max(dim=1)  # [N] each
+    return confidence, predicted, target
+
+
+def _check_probabilities(probs: Tensor) -> Tensor:
+    """``probs`` ``[N, C]``, or ``ValueError`` unless its rows are non-negative and sum to 1."""
+    off = (probs.sum(dim=1) - 1).abs() > SOFT_TARGET_TOLERANCE  # [N]
+    if not bool(((probs >= 0).all(dim=1) & ~off).all()):  # nan and negative entries fail too
+        raise ValueError(
+            "output must hold probabilities when from_logits=False: non-negative rows that sum to 1 (within "
+            f"{SOFT_TARGET_TOLERANCE}); pass logits with from_logits=True, or probabilities from a softmax"
+        )
+    return probs
 
 
 def _flatten_scores(scores: Mapping, what: str) -> dict[str, float]:

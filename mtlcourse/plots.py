@@ -8,7 +8,8 @@ figure. Figures are made with ``plt.subplots`` so that Jupyter shows them, and w
 
 Used in chapter 00 (:func:`show_samples`), 01 (:func:`plot_history`, :func:`plot_confusion`),
 02 (:func:`plot_bars`), 03 (:func:`show_dense_predictions`), 04 (:func:`plot_pareto`), 05
-(:func:`plot_weights`), 08 (:func:`plot_tradeoff`) and 09 (:func:`plot_affinity`).
+(:func:`plot_weights`), 08 (:func:`plot_tradeoff`), 09 (:func:`plot_affinity`) and 10
+(:func:`plot_reliability`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
-from mtlcourse.metrics import BOUNDARY_TOLERANCE, boundary_f1, boundary_matches
+from mtlcourse.metrics import (
+    BOUNDARY_TOLERANCE,
+    CALIBRATION_BINS,
+    boundary_f1,
+    boundary_matches,
+    reliability_bins,
+)
 from mtlcourse.models.backbones import probe
 from mtlcourse.stats import t_interval
 from mtlcourse.tasks import PER_PIXEL_KINDS, Task, select_tasks
@@ -804,4 +811,78 @@ def plot_tradeoff(
     ax.set_title(title)
     ax.margins(0.15)  # room for the labels of the extreme points
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Calibration
+
+
+def plot_reliability(
+    output: Tensor,
+    target: Tensor,
+    num_bins: int = CALIBRATION_BINS,
+    from_logits: bool = True,
+    title: str = "Reliability diagram",
+    ax: Axes | None = None,
+) -> Figure:
+    """A reliability diagram: the accuracy in each confidence bin against the diagonal of perfect calibration.
+
+    The bins are those of :func:`mtlcourse.metrics.reliability_bins` (equal width on [0, 1]). Each
+    non-empty bin gets a bar as high as the fraction of its examples predicted right, and a hatched bar from
+    there to the mean confidence of the bin: the gap that the expected calibration error averages, weighted
+    by the bins' sizes. Bars below the diagonal mean an overconfident model. The title gives the ECE.
+
+    Args:
+        output: logits ``[N, C]``, or probabilities with ``from_logits=False``.
+        target: class indices ``[N]`` (``-1`` for missing) or soft targets ``[N, C]`` (most probable class).
+        num_bins: number of equal-width bins, at least 1 (default 15).
+        from_logits: whether ``output`` holds logits (default ``True``) or probabilities.
+        title: the panel's title; the ECE and the number of bins are appended.
+        ax: the axes to draw on (default ``None``: a new figure).
+
+    Returns:
+        The figure drawn on.
+
+    Example:
+        >>> probs = torch.tensor([[0.9, 0.05, 0.05], [0.7, 0.2, 0.1], [0.4, 0.3, 0.3]])
+        >>> fig = plot_reliability(probs, torch.tensor([0, 1, 0]), num_bins=2, from_logits=False)
+        >>> fig.axes[0].get_title()  # 1/3 * |1 - 0.4| + 2/3 * |0.5 - 0.8|
+        'Reliability diagram (ECE 0.400, 2 bins, 3 examples)'
+        >>> plt.close(fig)
+
+    Used in chapter 10.
+    """
+    bins = reliability_bins(output, target, num_bins, from_logits)
+    count = bins.count.cpu().numpy()  # [M]
+    if count.sum() == 0:
+        raise ValueError("target has no labelled example: a reliability diagram needs at least one")
+    filled = count > 0  # [M]
+    edges = bins.edges.cpu().double().numpy()  # [M + 1]
+    left, width = edges[:-1][filled], np.diff(edges)[filled]  # [m] each, non-empty bins only
+    accuracy = bins.accuracy.cpu().double().numpy()[filled]  # [m]
+    confidence = bins.confidence.cpu().double().numpy()[filled]  # [m]
+    fig, ax = _new_axes(ax, (4.5, 4.5))
+    ax.bar(
+        left, accuracy, width, align="edge", color="tab:blue", edgecolor="black", label="accuracy in the bin"
+    )
+    ax.bar(
+        left,
+        confidence - accuracy,
+        width,
+        bottom=accuracy,
+        align="edge",
+        color="none",
+        edgecolor=WRONG,
+        hatch="//",
+        label="gap to the mean confidence",
+    )
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (largest predicted probability)")
+    ax.set_ylabel("accuracy (fraction predicted right)")
+    ece = float(bins.ece)
+    ax.set_title(f"{title} (ECE {ece:.3f}, {num_bins} bins, {int(count.sum())} examples)")
+    ax.legend(loc="upper left", fontsize=8)
     return fig
