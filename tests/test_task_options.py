@@ -477,3 +477,35 @@ def test_options_are_stored_as_tuples_of_floats():
 def test_bad_options_raise_errors_that_name_the_task_the_option_and_the_fix(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Task("shape", num_outputs=3, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training with the options
+
+
+def test_fit_trains_on_soft_targets_with_every_option():
+    from mtlcourse.models import HardParameterSharing, SmallCNN
+    from mtlcourse.train import evaluate, fit
+
+    torch.manual_seed(0)
+    images = torch.rand(64, 1, 8, 8)
+    y = (images.mean(dim=(1, 2, 3)) > 0.5).long() + 2 * (
+        images[:, 0, :4].mean(dim=(1, 2)) > 0.5
+    ).long()  # [64]
+    rows = 0.8 * F.one_hot(y, 4).float() + 0.05  # [64, 4] soft targets
+    rows[::7] = nan  # some images without a label
+    options = OPTIONS["all"] | {"logit_adjustment": logit_adjustment_offsets(y, 4)}
+    tasks = [
+        Task("s", "multiclass", 4, **options),
+        Task("m", "segmentation", 2, class_weights=(1, 3), focal_gamma=1.0),
+    ]
+    data = TensorMultiTaskDataset(images, {"s": rows, "m": (images[:, 0] > 0.5).long()}, tasks)
+    model = HardParameterSharing(SmallCNN(width=4, num_stages=2, in_channels=1), data.tasks)
+    history = fit(model, data, epochs=4, batch_size=16)
+    for name in ("s", "m"):
+        losses = history.train_loss[name]
+        assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0], name
+    results = evaluate(model, data)
+    assert set(results["s"]) == {"accuracy", "macro_f1", "micro_f1", "loss"} and math.isfinite(
+        results["s"]["loss"]
+    )
