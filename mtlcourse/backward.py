@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from mtlcourse.extra_losses import ExtraLoss
 from mtlcourse.models.base import MultiTaskModel
 from mtlcourse.tasks import Task
 
@@ -191,6 +192,7 @@ def mtl_step(
     targets: dict[str, Tensor],
     method: nn.Module,
     route: str = "auto",
+    extra_losses: Sequence[ExtraLoss] = (),
 ) -> tuple[Tensor, Tensor | None]:
     """Forward a batch, compute the task losses and fill ``.grad`` for ``method``.
 
@@ -199,6 +201,11 @@ def mtl_step(
     stop at ``z``, and the aggregated ``dL/dz`` goes once through the encoder. This is the cheap route of
     MGDA-UB (Sener and Koltun, NeurIPS 2018). It needs a model whose heads all read one ``z``
     (``model.has_shared_representation``); for any other model it raises ``ValueError``.
+
+    Extra loss terms (:class:`~mtlcourse.extra_losses.ExtraLoss`) are backpropagated first, on their own,
+    and the method's update is then added to the same ``.grad``: the parameters get the method's update
+    plus each term's weighted gradient (the rule of :mod:`mtlcourse.extra_losses`). Each term's value is
+    left in its ``last_value``.
 
     Returns:
         The detached task losses ``[T]`` and the task weights (or ``None``).
@@ -214,6 +221,8 @@ def mtl_step(
         outputs = model(images)
     losses = task_losses(outputs, targets, model.tasks)  # [T]
     check_finite(losses, model.tasks)
+    if extra_losses:  # .grad starts with the terms' gradient; the method's update is added to it below
+        backward_extra_losses(outputs, targets, extra_losses)
     if method.level == "losses":  # one backward pass of the weighted sum fills every .grad: no Jacobian
         return losses.detach(), mtl_backward(method, losses, ())
     task_params = list(model.task_parameters())
@@ -222,6 +231,34 @@ def mtl_step(
     if on_representation:
         z.backward(z_in.grad)
     return losses.detach(), weights
+
+
+def backward_extra_losses(
+    outputs: dict[str, Tensor], targets: dict[str, Tensor], extra_losses: Sequence[ExtraLoss]
+) -> Tensor:
+    r"""Backpropagate :math:`\sum_k \lambda_k E_k` of the extra terms, keeping the graph for the task losses.
+
+    Every parameter the terms reach (the heads of the tasks they read, the shared layers) gets its
+    gradient in ``.grad``. With outputs computed from a detached representation ``z`` (a
+    representation-level method), the terms' gradient stops at ``z``, like the task losses' gradients, and
+    goes through the encoder with them.
+
+    Returns:
+        The unweighted values ``[K]`` of the terms, detached.
+
+    Example:
+        >>> from mtlcourse.extra_losses import ExtraLoss
+        >>> x = torch.tensor([1.0, 3.0], requires_grad=True)
+        >>> term = ExtraLoss("agree", lambda o, t: (o["a"] - o["b"]).pow(2), ["a", "b"], weight=0.5)
+        >>> backward_extra_losses({"a": x[0], "b": x[1]}, {}, [term])
+        tensor([4.])
+        >>> x.grad  # 0.5 * d/dx (a - b)^2 = (a - b, b - a)
+        tensor([-2.,  2.])
+    """
+    values = torch.stack([term(outputs, targets) for term in extra_losses])  # [K]
+    weights = torch.tensor([term.weight for term in extra_losses], dtype=values.dtype, device=values.device)
+    (weights @ values).backward(retain_graph=True)  # the task losses' backward passes still need the graph
+    return values.detach()
 
 
 def check_shared_representation(model: MultiTaskModel, method: nn.Module) -> None:

@@ -9,19 +9,22 @@ import copy
 import math
 import numbers
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from tqdm import tqdm
 
+from mtlcourse.augment import Transform
 from mtlcourse.backward import mtl_step, task_losses
 from mtlcourse.data.base import check_images, check_target, check_targets
+from mtlcourse.extra_losses import ExtraLoss, check_extra_losses
 from mtlcourse.methods import resolve_method
 from mtlcourse.metrics import TaskMeter
 from mtlcourse.models.base import MultiTaskModel
+from mtlcourse.sampling import check_sample_weights, draw_order
 from mtlcourse.tasks import Task
 from mtlcourse.utils import get_device, seeded_generator, synchronize
 
@@ -37,6 +40,39 @@ SCHEDULES = {
     "cosine": lambda step, total: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total)),
 }
 
+#: The augmentation of ``fit`` draws from a generator of its own, seeded with ``seed + AUGMENT_STREAM``: the
+#: batches are then the same with and without augmentation, and the two streams never share draws (a CPU
+#: generator keeps the low 32 bits of its seed, so this offset gives a stream distinct from seeds below it).
+AUGMENT_STREAM = 2**31
+
+
+@dataclass
+class Step:
+    """What ``fit(..., on_step=fn)`` hands to ``fn`` at every training step.
+
+    ``fn(step)`` is called after the step's gradients are in ``.grad`` and before the optimiser applies
+    them: the model still holds the weights that produced ``losses``, so a recorder can look at the
+    gradients, or at the model on the very batch the update uses. It must not change the model, its
+    gradients, or a random generator that the run depends on, and its return value is ignored.
+
+    Attributes:
+        epoch: the epoch (0-based).
+        step: the step since the start of the run (0-based).
+        model: the model being trained.
+        images: the batch ``[B, C, H, W]``, after augmentation.
+        targets: the batch's targets, after augmentation.
+        losses: the task losses ``[T]`` of the batch (detached).
+        weights: the task weights ``[T]`` of the method, or ``None``.
+    """
+
+    epoch: int
+    step: int
+    model: MultiTaskModel
+    images: Tensor
+    targets: dict[str, Tensor]
+    losses: Tensor
+    weights: Tensor | None
+
 
 @dataclass
 class History:
@@ -50,6 +86,8 @@ class History:
         weights: mean task weights per epoch (``nan`` for methods without task weights).
         epoch_time: training seconds per epoch (evaluation excluded).
         best_epoch: the epoch whose weights the model holds after training (0-based).
+        extra_loss: mean unweighted value per epoch of each extra loss term (``fit(extra_losses=...)``),
+            over the epoch's steps.
         test: filled by the caller if it evaluates on test data.
     """
 
@@ -60,6 +98,7 @@ class History:
     weights: list[list[float]] = field(default_factory=list)
     epoch_time: list[float] = field(default_factory=list)
     best_epoch: int = -1
+    extra_loss: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def train_time(self) -> float:
@@ -163,15 +202,21 @@ def batches(
     device: torch.device,
     shuffle: bool,
     generator: torch.Generator | None = None,
+    weights: Tensor | None = None,
 ) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
     """Yield ``(images, targets)`` batches on ``device``.
 
     An in-memory dataset (one with ``images`` and ``targets`` tensors) is sliced directly, which is much
-    faster than a DataLoader for small images; any other dataset goes through a DataLoader.
+    faster than a DataLoader for small images; any other dataset goes through a DataLoader. With
+    per-image ``weights`` ``[N]``, the ``N`` images of the pass are drawn with replacement in proportion to
+    them (:func:`mtlcourse.sampling.draw_order`), whatever ``shuffle``.
     """
     if in_memory(data):
         n = len(data)
-        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)  # [N]
+        if weights is not None:
+            order = draw_order(weights, generator)  # [N] drawn with replacement
+        else:
+            order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)  # [N]
         order = order.to(data.images.device)
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]  # [B]
@@ -181,7 +226,13 @@ def batches(
     # A DataLoader draws its workers' base seed from its generator, or from the global one when it has
     # none: a generator of its own leaves the global random state alone.
     generator = generator if generator is not None else torch.Generator()
-    loader = DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator)
+    if weights is not None:  # drawn as draw_order draws: torch.multinomial on float64 weights
+        sampler = WeightedRandomSampler(
+            weights.cpu().double(), len(data), replacement=True, generator=generator
+        )
+        loader = DataLoader(data, batch_size=batch_size, sampler=sampler, generator=generator)
+    else:
+        loader = DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator)
     for images, targets in loader:
         if not isinstance(targets, dict):
             raise ValueError(
@@ -206,6 +257,10 @@ def fit(
     route: str = "auto",
     progress: bool = True,
     lr_schedule: str = "constant",
+    sample_weights: Tensor | None = None,
+    augment: Transform | None = None,
+    extra_losses: Sequence[ExtraLoss] = (),
+    on_step: Callable[[Step], None] | None = None,
 ) -> History:
     """Train ``model`` on ``train`` with Adam, and keep the epoch that is best on ``val``.
 
@@ -221,7 +276,8 @@ def fit(
 
     ``fit`` never touches the global random generators: ``seed`` fixes the order of the batches through a
     generator of its own. The initial weights are fixed by whoever builds the model: call
-    :func:`mtlcourse.utils.seed_everything` before building it.
+    :func:`mtlcourse.utils.seed_everything` before building it. The last four arguments change nothing at
+    their defaults: no draw, no operation, the same numbers as a ``fit`` without them.
 
     Args:
         model: a :class:`~mtlcourse.models.base.MultiTaskModel`; its tasks must be tasks of the dataset.
@@ -244,6 +300,18 @@ def fit(
         lr_schedule: ``"constant"`` (default) or ``"cosine"``: the learning rate of every step is ``lr`` times
             the schedule's factor (see :data:`SCHEDULES`), which for ``"cosine"`` decays from 1 to 0 over the
             run so that the last epochs take small steps.
+        sample_weights: per-image weights ``[N]`` of the training data: each epoch then draws its ``N``
+            images with replacement, in proportion to the weights, through the same seeded generator
+            (resampling, e.g. :func:`mtlcourse.sampling.class_balanced_weights`).
+        augment: a transform of :mod:`mtlcourse.augment`, applied to every training batch (never to
+            validation data) on the batch's device; its draws come from a generator seeded with
+            ``seed + AUGMENT_STREAM``, so the batches are the same as without it. Every task of the model
+            must be one it can keep right (:meth:`~mtlcourse.augment.Transform.check`, before the first step).
+        extra_losses: :class:`~mtlcourse.extra_losses.ExtraLoss` terms over several tasks' outputs (a
+            consistency loss): their weighted gradient is added after the method's update (see
+            :mod:`mtlcourse.extra_losses` for why), and their mean per epoch is in ``History.extra_loss``.
+        on_step: a function called as ``on_step(step)`` at every training step with a :class:`Step`, after the
+            gradients are computed and before the optimiser applies them (to record something every step).
 
     Returns:
         The :class:`History` of the run. The model holds the selected epoch's weights.
@@ -270,6 +338,8 @@ def fit(
     check_data(model, train, device, batch_size, "training")
     if val is not None:
         check_data(model, val, device, batch_size, "validation")
+    check_fit_options(model, train, sample_weights, augment, extra_losses, on_step)
+    augment_generator = None if augment is None else seeded_generator(seed + AUGMENT_STREAM)
     # The method's own parameters (uncertainty weighting's log-variances) get no weight decay: decay would
     # pull them towards 0, i.e. towards equal weights, which is not what the paper optimises.
     groups = [{"params": list(model.parameters()), "weight_decay": weight_decay}]
@@ -278,29 +348,37 @@ def fit(
         groups.append({"params": list(method.parameters()), "weight_decay": 0.0, "lr": method_lr})
     # foreach: one update over all parameter tensors at once; small CNNs spend much of a step in per-tensor overhead.
     optimizer = torch.optim.Adam(groups, lr=lr, foreach=True)
-    total_steps = epochs * math.ceil(len(train) / batch_size)
+    steps_per_epoch = math.ceil(len(train) / batch_size)
+    total_steps = epochs * steps_per_epoch
     factor = SCHEDULES[lr_schedule]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor(step, total_steps))
     history = History(tasks=list(model.tasks))
     first_losses = torch.full((len(model.tasks),), math.nan, device=device)  # [T] filled by the first steps
     best_score, best_state = math.inf, None
     for epoch in tqdm(range(epochs), desc="epochs", disable=not progress):
-        epoch_losses, epoch_weights, seconds, first_losses = train_one_epoch(
+        epoch_batches = batches(
+            train, batch_size, device, shuffle=True, generator=generator, weights=sample_weights
+        )
+        if augment is not None:
+            epoch_batches = augmented(epoch_batches, augment, model.tasks, augment_generator)
+        epoch_losses, epoch_weights, seconds, first_losses, epoch_extra = train_one_epoch(
             model,
-            train,
+            epoch_batches,
             method,
             optimizer,
             scheduler,
-            batch_size,
             device,
-            generator,
             route,
             epoch,
             first_losses,
+            extra_losses=extra_losses,
+            on_step=on_step,
+            first_step=epoch * steps_per_epoch,
         )
         check_divergence(epoch_losses.tolist(), first_losses.tolist(), "training", model.tasks, epoch, lr)
         method.on_epoch_end(epoch_losses)
         record_epoch(history, epoch_losses, epoch_weights, seconds)
+        record_extra_losses(history, extra_losses, epoch_extra)
         if val is None:
             continue
         results = evaluate(model, val, device=device)
@@ -333,6 +411,46 @@ def check_fit_arguments(
         )
 
 
+def check_fit_options(
+    model: MultiTaskModel,
+    train: Dataset,
+    sample_weights: Tensor | None,
+    augment: Transform | None,
+    extra_losses: Sequence[ExtraLoss],
+    on_step: Callable[[Step], None] | None,
+) -> None:
+    """Raise ``ValueError`` for resampling, augmentation, extra losses or a callback ``fit`` cannot use."""
+    if sample_weights is not None:
+        check_sample_weights(sample_weights, len(train))
+        if in_memory(train):  # a task whose labels all have weight 0 would never be trained
+            drawn = (sample_weights > 0).to(train.images.device)  # [N]
+            targets = {name: train.targets[name][drawn] for name in model.tasks}
+            check_labelled(
+                label_counts(targets, model.tasks), model.tasks, "training data drawn by sample_weights"
+            )
+    if augment is not None:
+        if not isinstance(augment, Transform):
+            raise ValueError(
+                f"augment must be a transform of mtlcourse.augment (e.g. HorizontalFlip(...)), got "
+                f"{type(augment).__name__}"
+            )
+        augment.check(model.tasks)
+    check_extra_losses(list(extra_losses), list(model.tasks))
+    if on_step is not None and not callable(on_step):
+        raise ValueError(f"on_step must be a function of one Step, got {type(on_step).__name__}")
+
+
+def augmented(
+    epoch_batches: Iterable[tuple[Tensor, dict[str, Tensor]]],
+    augment: Transform,
+    tasks: dict[str, Task],
+    generator: torch.Generator,
+) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
+    """The batches transformed by ``augment``, with the targets of ``tasks`` (drawing from ``generator``)."""
+    for images, targets in epoch_batches:
+        yield augment(images, targets, tasks, generator)
+
+
 def check_whole_number(name: str, value: int) -> None:
     """Raise ``ValueError`` unless ``value`` is an integer of at least 1 (epochs and images come whole)."""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1:
@@ -345,36 +463,43 @@ def check_whole_number(name: str, value: int) -> None:
 
 def train_one_epoch(
     model: MultiTaskModel,
-    data: Dataset,
+    epoch_batches: Iterable[tuple[Tensor, dict[str, Tensor]]],
     method: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
-    batch_size: int,
     device: torch.device,
-    generator: torch.Generator,
     route: str,
     epoch: int,
     first_losses: Tensor,
-) -> tuple[Tensor, Tensor | None, float, Tensor]:
-    """One pass over ``data``.
+    extra_losses: Sequence[ExtraLoss] = (),
+    on_step: Callable[[Step], None] | None = None,
+    first_step: int = 0,
+) -> tuple[Tensor, Tensor | None, float, Tensor, Tensor | None]:
+    """One pass over the ``(images, targets)`` of ``epoch_batches``, one optimiser step per batch.
 
     Returns the mean task losses ``[T]`` over the epoch's labelled entries (each batch's mean weighted by
-    its labelled entries), the mean weights ``[T]`` (or ``None``), the seconds, and ``first_losses`` ``[T]``
-    with each task's loss at its first step with labels filled in (``nan`` until then).
+    its labelled entries), the mean weights ``[T]`` (or ``None``), the seconds, ``first_losses`` ``[T]``
+    with each task's loss at its first step with labels filled in (``nan`` until then), and the mean
+    value ``[K]`` of each extra loss term over the steps (``None`` without terms).
     """
     model.train()
     loss_sum = torch.zeros(len(model.tasks), device=device)  # [T] sum of batch losses times their labels
     num_labelled = torch.zeros(len(model.tasks), device=device)  # [T]
-    weight_sum, num_steps = None, 0
+    weight_sum, num_steps, extra_sum = None, 0, None
     synchronize(device)
     start = time.perf_counter()
-    for images, targets in batches(data, batch_size, device, shuffle=True, generator=generator):
+    for images, targets in epoch_batches:
         optimizer.zero_grad(set_to_none=True)
         try:
-            losses, weights = mtl_step(model, images, targets, method, route)
+            losses, weights = mtl_step(model, images, targets, method, route, extra_losses)
         except FloatingPointError as error:
             cause = non_finite_cause(images, targets, model.tasks, optimizer.param_groups[0]["lr"])
             raise FloatingPointError(f"epoch {epoch}: {error}; {cause}") from error
+        if on_step is not None:  # the model still holds the weights that produced `losses`
+            on_step(Step(epoch, first_step + num_steps, model, images, targets, losses, weights))
+        if extra_losses:
+            values = torch.stack([term.last_value for term in extra_losses])  # [K]
+            extra_sum = values if extra_sum is None else extra_sum + values
         optimizer.step()
         scheduler.step()  # the learning rate of the next step
         method.on_step_end(losses, losses_after_step(model, images, targets, method))
@@ -389,7 +514,8 @@ def train_one_epoch(
     seconds = time.perf_counter() - start
     check_labelled(num_labelled, model.tasks, "training")
     mean_weights = None if weight_sum is None else weight_sum / num_steps
-    return loss_sum / num_labelled, mean_weights, seconds, first_losses
+    mean_extra = None if extra_sum is None else extra_sum / num_steps
+    return loss_sum / num_labelled, mean_weights, seconds, first_losses, mean_extra
 
 
 def non_finite_cause(images: Tensor, targets: dict[str, Tensor], tasks: dict[str, Task], lr: float) -> str:
@@ -435,6 +561,14 @@ def record_epoch(history: History, losses: Tensor, weights: Tensor | None, secon
         history.train_loss.setdefault(name, []).append(value)
     history.weights.append([math.nan] * len(history.tasks) if weights is None else weights.tolist())
     history.epoch_time.append(seconds)
+
+
+def record_extra_losses(history: History, terms: Sequence[ExtraLoss], values: Tensor | None) -> None:
+    """Append the epoch's mean value of every extra loss term (``values`` ``[K]``) to ``history``."""
+    if values is None:
+        return
+    for term, value in zip(terms, values.tolist()):
+        history.extra_loss.setdefault(term.name, []).append(value)
 
 
 def record_validation(
