@@ -146,25 +146,27 @@ class GeometricTransform(Transform):
             return self.move_pixels(target[:, None], params, fill=missing)[:, 0]  # [B, H, W]
         if task.name in self.invariant:
             return target
-        fn = self.maps[task.name]
+        return self.map_target(self.checked_map(task.name, target), target, params, size)
 
-        def checked(*args: Tensor) -> Tensor:  # the user's map, refused when it changes the target's format
+    def checked_map(self, name: str, target: Tensor) -> Callable[..., Tensor]:
+        """The user's target map of task ``name``, raising ``ValueError`` if it returns anything unlike ``target``."""
+        fn = self.maps[name]
+
+        def checked(*args: Tensor) -> Tensor:
             changed = fn(*args)
             if (
-                not isinstance(changed, Tensor)
-                or changed.shape != target.shape
-                or changed.dtype != target.dtype
+                isinstance(changed, Tensor)
+                and changed.shape == target.shape
+                and changed.dtype == target.dtype
             ):
-                got = (
-                    f"{list(changed.shape)} {changed.dtype}" if isinstance(changed, Tensor) else type(changed)
-                )
-                raise ValueError(
-                    f"{self!r}: the target map of task {task.name!r} must return a tensor like its target, "
-                    f"{list(target.shape)} {target.dtype}, got {got}"
-                )
-            return changed
+                return changed
+            got = f"{list(changed.shape)} {changed.dtype}" if isinstance(changed, Tensor) else type(changed)
+            raise ValueError(
+                f"{self!r}: the target map of task {name!r} must return a tensor like its target, "
+                f"{list(target.shape)} {target.dtype}, got {got}"
+            )
 
-        return self.map_target(checked, target, params, size)
+        return checked
 
     def draw(self, images: Tensor, generator: torch.Generator) -> Tensor:
         """This batch's random parameters, one row per image, on the images' device."""
@@ -182,7 +184,7 @@ class GeometricTransform(Transform):
 
 
 class Flip(GeometricTransform):
-    """Mirror each image, with probability ``p``, along the axis of :attr:`dim` (the base of the two flips).
+    """Mirror each image, with probability ``p``, along the axis ``dim`` (the base of the two flips).
 
     A target map ``fn(target) -> target`` returns the target of every image of the batch as if it were
     mirrored; the flip keeps it only for the images it mirrors.

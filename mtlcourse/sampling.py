@@ -65,6 +65,7 @@ def class_balanced_weights(data: Dataset, task: str, unlabelled: str = "keep") -
     """
     targets, spec = task_targets(data, task)
     check_balanceable(targets, spec, unlabelled)
+    device, targets = targets.device, targets.cpu()  # float64 below: not every accelerator has it
     labelled = labelled_mask(targets, spec)  # [N]
     N, n_labelled = targets.shape[0], int(labelled.sum())
     if n_labelled == 0:
@@ -79,7 +80,7 @@ def class_balanced_weights(data: Dataset, task: str, unlabelled: str = "keep") -
     per_class = (1 - share) / (present * counts.clamp_min(1).double())  # [K] weight of one image of class k
     unlabelled_weight = 1.0 / N if unlabelled == "keep" else 0.0
     weights = torch.where(labelled, per_class[classes], unlabelled_weight)  # [N]
-    return weights.float()
+    return weights.float().to(device)
 
 
 def task_targets(data: Dataset, task: str) -> tuple[Tensor, Task]:

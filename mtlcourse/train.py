@@ -63,6 +63,18 @@ class Step:
         targets: the batch's targets, after augmentation.
         losses: the task losses ``[T]`` of the batch (detached).
         weights: the task weights ``[T]`` of the method, or ``None``.
+
+    Example:
+        >>> from mtlcourse.data import MultiShapes
+        >>> from mtlcourse.models import HardParameterSharing, SmallCNN
+        >>> data = MultiShapes("train", num_images=64, tasks=["shape"])
+        >>> model = HardParameterSharing(SmallCNN(width=4), data.tasks)
+        >>> seen = []
+        >>> _ = fit(model, data, epochs=2, batch_size=32, progress=False, on_step=lambda s: seen.append(s.step))
+        >>> seen
+        [0, 1, 2, 3]
+
+    Used in chapters 10 and 11.
     """
 
     epoch: int

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import mtlcourse.train as train_module
+from mtlcourse.affinity import AffinityRecorder
 from mtlcourse.augment import AddNoise, HorizontalFlip, PhotometricTransform, mirror
 from mtlcourse.backward import mtl_step
 from mtlcourse.data import MultiShapes
@@ -341,3 +342,13 @@ def test_on_step_sees_every_step_before_the_update(data):
     assert first_epoch.tolist() == pytest.approx([history.train_loss[t][0] for t in TASKS], rel=1e-5)
     with pytest.raises(ValueError, match="on_step must be a function of one Step"):
         short_fit(data, on_step=3)
+
+
+def test_a_recorder_called_every_step_leaves_the_run_as_it_was(data):
+    """What chapter 09 records with a loop of its own: the lookahead affinity of every step's batch."""
+    recorder = AffinityRecorder(lr=0.1, every=2)
+    recorded, _ = short_fit(data, on_step=lambda step: recorder.step(step.model, step.images, step.targets))
+    plain, _ = short_fit(data)
+    assert recorder.num_recorded == 3 and recorder.mean().shape == (3, 3)
+    for a, b in zip(recorded.state_dict().values(), plain.state_dict().values()):
+        assert torch.equal(a, b)
