@@ -174,8 +174,9 @@ class AffinityRecorder:
     :math:`Z` over training. A ``nan`` (a task without labels in a batch) is left out of its cell's mean.
     The gradient cosines of the same steps' gradients come free (:func:`lookahead_and_cosines`) and are
     averaged the same way (:meth:`mean_cosines`); a task without labels in a batch is left out of them too.
-    :func:`~mtlcourse.train.fit` takes no callbacks, so a chapter that records the affinity writes its own
-    short loop with :func:`~mtlcourse.backward.mtl_step`, as below.
+    Inside :func:`~mtlcourse.train.fit`, record it with ``on_step=lambda s: recorder.step(s.model, s.images,
+    s.targets)`` (called before each update, on that update's batch); the example below writes the loop by
+    hand.
 
     Args:
         lr: the learning rate of the lookahead step (usually the training one).
