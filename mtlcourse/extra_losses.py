@@ -33,9 +33,6 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-#: The signature of a term: outputs and targets of the tasks it names, to a scalar tensor.
-TermFunction = Callable[[dict[str, Tensor], dict[str, Tensor]], Tensor]
-
 
 class ExtraLoss:
     r"""A loss term :math:`\lambda\, E(\text{outputs}, \text{targets})` over several tasks, added to training.
@@ -43,7 +40,7 @@ class ExtraLoss:
     The function receives two dicts holding only the tasks in ``tasks``: the model's outputs (attached to
     the graph) and the batch's targets (missing labels as in :mod:`mtlcourse.tasks`), and returns a scalar
     tensor. Its gradient is added to the multi-task method's update, as the module docstring explains.
-    After every call, :attr:`last_value` holds the unweighted value :math:`E` (detached).
+    After every call, ``last_value`` holds the unweighted value :math:`E` (detached).
 
     Args:
         name: the term's name, its key in ``History.extra_loss``.
@@ -64,7 +61,13 @@ class ExtraLoss:
     Used in chapter 11.
     """
 
-    def __init__(self, name: str, fn: TermFunction, tasks: Sequence[str], weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[[dict[str, Tensor], dict[str, Tensor]], Tensor],
+        tasks: Sequence[str],
+        weight: float = 1.0,
+    ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"an ExtraLoss needs a name (a non-empty string), got {name!r}")
         if not callable(fn):
