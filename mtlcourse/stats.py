@@ -38,7 +38,9 @@ class Interval:
 
     Attributes:
         mean: the sample mean.
-        half_width: :math:`t_{1-\\alpha/2, n-1} \\, s / \\sqrt{n}`; ``nan`` with a single value.
+        half_width: :math:`t_{1-\\alpha/2, n-1} \\, s / \\sqrt{n}` for the mean's interval
+            (:func:`t_interval`), :math:`t_{1-\\alpha/2, n-1} \\, s \\sqrt{1 + 1/n}` for where one more
+            run should fall (:func:`prediction_interval`); ``nan`` with a single value.
         n: the number of values.
         confidence: the confidence level, e.g. ``0.95``.
     """
@@ -92,6 +94,40 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> Interval:
         return Interval(mean, math.nan, n, confidence)
     t = float(scipy.stats.t.ppf(0.5 + confidence / 2, df=n - 1))  # a plain float, not a NumPy scalar
     return Interval(mean, t * statistics.stdev(values) / math.sqrt(n), n, confidence)
+
+
+def prediction_interval(values: Sequence[float], confidence: float = 0.95) -> Interval:
+    r"""Where one *new* run should fall, given ``values`` from earlier runs of the same experiment.
+
+    A confidence interval (:func:`t_interval`) is about the mean and shrinks as runs accumulate; a single new
+    run scatters as much as any earlier one did, around a mean that is itself uncertain, so its interval is
+    wider (for normally distributed results):
+
+    .. math:: \bar x \pm t_{1 - \alpha/2,\, n-1} \, s \sqrt{1 + 1/n}.
+
+    The course uses it to check a stored result: a chapter re-runs one seed of a stored experiment and the
+    new number must fall in the prediction interval of the stored seeds.
+
+    Args:
+        values: the earlier runs, one number each (at least two).
+        confidence: the probability that the new run falls inside, in ``(0, 1)`` (default 0.95).
+
+    Returns:
+        An :class:`Interval` whose ``half_width`` is the prediction half-width.
+
+    Example:
+        >>> interval = prediction_interval([0.80, 0.84, 0.82])
+        >>> round(interval.half_width, 3)  # 4.303 * 0.02 * sqrt(4 / 3)
+        0.099
+
+    Used in chapter 08.
+    """
+    if len(values) < 2:
+        raise ValueError(f"a prediction interval needs at least 2 earlier runs, got {len(values)}")
+    mean_interval = t_interval(values, confidence)
+    n = mean_interval.n
+    half_width = mean_interval.half_width * math.sqrt(n) * math.sqrt(1 + 1 / n)  # t s sqrt(1 + 1/n)
+    return Interval(mean_interval.mean, half_width, n, confidence)
 
 
 @dataclass(frozen=True)
@@ -148,4 +184,4 @@ def compare(
     return Comparison(difference, verdict)
 
 
-__all__ = ["VERDICTS", "Comparison", "Interval", "compare", "t_interval"]
+__all__ = ["VERDICTS", "Comparison", "Interval", "compare", "prediction_interval", "t_interval"]

@@ -4,8 +4,9 @@ import math
 
 import pytest
 import scipy.stats
+import torch
 
-from mtlcourse.stats import compare, t_interval
+from mtlcourse.stats import compare, prediction_interval, t_interval
 
 
 @pytest.mark.parametrize("values", [[0.8, 0.84, 0.82], [1.0, 2.0, 4.0, 8.0], [0.5, 0.5]])
@@ -53,3 +54,25 @@ def test_compare_signs_the_difference_by_the_metric_direction():
     # the differences are paired: a seed that is bad for both does not hide a consistent gain
     paired = compare([0.6, 0.9, 0.75], [0.58, 0.88, 0.73])
     assert paired.verdict == "better"
+
+
+def test_prediction_interval_is_wider_than_the_mean_interval_by_sqrt_n_plus_one():
+    values = [0.80, 0.84, 0.82, 0.79]
+    mean_interval, new_run = t_interval(values), prediction_interval(values)
+    assert new_run.mean == pytest.approx(mean_interval.mean)
+    assert new_run.half_width == pytest.approx(mean_interval.half_width * math.sqrt(len(values) + 1))
+
+
+def test_prediction_interval_covers_new_normal_draws_at_its_level():
+    generator = torch.Generator().manual_seed(0)
+    draws = torch.randn(4000, 4, generator=generator)  # 4000 experiments: 3 earlier runs and 1 new one
+    inside = [
+        prediction_interval(row[:3].tolist()).low <= row[3] <= prediction_interval(row[:3].tolist()).high
+        for row in draws
+    ]
+    assert sum(inside) / len(inside) == pytest.approx(0.95, abs=0.015)
+
+
+def test_prediction_interval_needs_two_runs():
+    with pytest.raises(ValueError, match="at least 2"):
+        prediction_interval([0.8])
