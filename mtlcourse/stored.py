@@ -9,7 +9,8 @@ changes. The files live in ``mtlcourse/results/`` and ship with the package, so 
 Example:
     >>> import tempfile
     >>> folder = tempfile.mkdtemp()
-    >>> path = save_results("demo", [{"seed": 0, "accuracy": 0.9}], "python demo.py", "cpu", folder)
+    >>> origin = provenance("python demo.py", "cpu")
+    >>> path = save_results("demo", [{"seed": 0, "accuracy": 0.9}], origin, folder)
     >>> records, origin = load_results("demo", folder)
     >>> records, origin["command"]
     ([{'seed': 0, 'accuracy': 0.9}], 'python demo.py')
@@ -77,26 +78,22 @@ def provenance(command: str, device: str | torch.device) -> dict[str, str]:
 
 
 def save_results(
-    name: str,
-    records: list[dict[str, Any]],
-    command: str,
-    device: str | torch.device,
-    directory: str | Path = RESULTS_DIR,
+    name: str, records: list[dict[str, Any]], origin: dict[str, str], directory: str | Path = RESULTS_DIR
 ) -> Path:
     """Write ``records`` (JSON-serialisable dicts, one per run) and their provenance to ``directory/name.json``.
 
     Args:
         name: the file's name without ``.json``, e.g. ``"where_to_share_cpu"``.
         records: one dict per run.
-        command: the command line that produced them, so that anyone can run it again.
-        device: the device they were computed on.
+        origin: their :func:`provenance`, taken when the experiment *started*, so that the commit is the code
+            that ran.
         directory: where to write (default: the package's ``results`` folder).
 
     Returns:
         The path of the file written.
     """
     path = Path(directory) / f"{name}.json"
-    content = {"provenance": provenance(command, device), "records": records}
+    content = {"provenance": origin, "records": records}
     path.write_text(json.dumps(content, indent=1) + "\n")
     return path
 

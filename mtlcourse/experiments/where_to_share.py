@@ -40,7 +40,7 @@ from mtlcourse.models import (
     MultiTaskModel,
     SmallCNN,
 )
-from mtlcourse.stored import RESULTS_DIR, save_results
+from mtlcourse.stored import RESULTS_DIR, provenance, save_results
 from mtlcourse.train import evaluate, fit
 from mtlcourse.utils import count_parameters, seed_everything
 
@@ -209,10 +209,24 @@ def plan(budget: dict[str, Any], seeds: Sequence[int]) -> list[dict[str, Any]]:
     return jobs
 
 
+def run_job(
+    job: dict[str, Any],
+    splits: dict[str, MultiShapes],
+    budget: dict[str, Any],
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """Train one run of :func:`plan`; return :func:`train_run`'s record with the job's group and name."""
+    options = {
+        key: value for key, value in job.items() if key not in ("group", "name", "build", "tasks", "seed")
+    }
+    record = train_run(job["build"], job["tasks"], job["seed"], splits, budget, device=device, **options)
+    return {"group": job["group"], "name": job["name"], **record}
+
+
 def run_all(
     scale: str = "cpu", seeds: Sequence[int] = (0, 1, 2), device: str | torch.device = "cpu", log=print
 ) -> list[dict[str, Any]]:
-    """Train every run of :func:`plan`; return one record per run (:func:`train_run`'s, plus group and name)."""
+    """Train every run of :func:`plan`; return one record per run (:func:`run_job`)."""
     if scale not in BUDGETS:
         raise ValueError(f"scale must be one of {list(BUDGETS)}, got {scale!r}")
     if len(seeds) < 3:
@@ -221,17 +235,11 @@ def run_all(
     splits = make_splits(budget, device)
     jobs, records = plan(budget, seeds), []
     for number, job in enumerate(jobs, start=1):
-        job = dict(job)
-        group, name, build, tasks, seed = (
-            job.pop(key) for key in ("group", "name", "build", "tasks", "seed")
+        records.append(run_job(job, splits, budget, device))
+        record = records[-1]
+        log(
+            f"[{number}/{len(jobs)}] {job['group']} {job['name']} seed {job['seed']}: {record['scores']} ({record['seconds']} s)"
         )
-        record = {
-            "group": group,
-            "name": name,
-            **train_run(build, tasks, seed, splits, budget, device=device, **job),
-        }
-        records.append(record)
-        log(f"[{number}/{len(jobs)}] {group} {name} seed {seed}: {record['scores']} ({record['seconds']} s)")
     return records
 
 
@@ -243,11 +251,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--directory", default=RESULTS_DIR, help="where to store (default: the package's)")
     args = parser.parse_args(argv)
-    records = run_all(args.scale, args.seeds, args.device)
     command = "python -m mtlcourse.experiments.where_to_share " + " ".join(
         sys.argv[1:] if argv is None else argv
     )
-    path = save_results(f"where_to_share_{args.scale}", records, command.strip(), args.device, args.directory)
+    origin = provenance(command.strip(), args.device)  # before training: the commit of the code that runs
+    records = run_all(args.scale, args.seeds, args.device)
+    path = save_results(f"where_to_share_{args.scale}", records, origin, args.directory)
     print(f"stored {len(records)} runs in {path}")
 
 
