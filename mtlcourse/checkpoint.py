@@ -84,7 +84,12 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
     """Raise ``ValueError`` unless ``config`` names a known architecture and backbone and is plain JSON data.
 
     Returns:
-        The configuration with the optional keys (``model_options``, ``backbone_options``) filled in.
+        A copy of the configuration made of plain types only (tuples become lists), with the optional keys
+        (``model_options``, ``backbone_options``) filled in.
+
+    Example:
+        >>> check_config({"model": "hard_sharing", "backbone": "small_cnn", "sizes": (1, 2)})
+        {'model_options': {}, 'backbone_options': {}, 'model': 'hard_sharing', 'backbone': 'small_cnn', 'sizes': [1, 2]}
     """
     if not isinstance(config, dict):
         raise ValueError(f"config must be a dict, got {type(config).__name__}")
@@ -101,10 +106,10 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
             f"unknown backbone {config['backbone']!r} in config; valid names are {list(BACKBONES)}"
         )
     try:  # plain data only, so that the file loads with weights_only=True and the config can go to JSON
-        json.dumps(config, allow_nan=True)
+        text = json.dumps({**OPTIONAL_KEYS, **config})
     except TypeError as error:
         raise ValueError(f"config must hold plain data (dicts, lists, str, numbers, None): {error}") from None
-    return {**OPTIONAL_KEYS, **config}
+    return json.loads(text)  # str and number subclasses (torch.__version__) become plain str and numbers
 
 
 def save_checkpoint(path: str | Path, model: MultiTaskModel, config: dict[str, Any]) -> Path:
@@ -210,7 +215,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+        first_line = next((line for line in lines if "WeightsUnpickler error" in line), lines[0])
         raise ValueError(
             f"{path} is not a checkpoint that loads safely with weights_only=True: {first_line}"
         ) from None

@@ -46,8 +46,10 @@ def test_loading_into_a_model_built_alike_and_onto_a_device(tmp_path):
 
 
 def test_the_file_holds_plain_data_only(tmp_path):
-    path = save_checkpoint(tmp_path / "checkpoint.pt", make_model(), CONFIG)
+    config = {**CONFIG, "torch": torch.__version__, "sizes": (1, 2)}  # a str subclass and a tuple
+    path = save_checkpoint(tmp_path / "checkpoint.pt", make_model(), config)
     content = torch.load(path, weights_only=True)  # would raise on any pickled object other than plain data
+    assert type(content["config"]["torch"]) is str and content["config"]["sizes"] == [1, 2]
     assert content["tasks"][0]["class_weights"] == [1.0, 2.0, 1.0, 1.0]
     assert [task_from_dict(fields) for fields in content["tasks"]] == TASKS
 
