@@ -56,6 +56,7 @@ from tqdm import tqdm
 
 from mtlcourse.checkpoint import build_model, load_checkpoint, save_checkpoint
 from mtlcourse.data import DATASETS
+from mtlcourse.data.files import ENV_VAR, data_root
 from mtlcourse.methods import METHODS
 from mtlcourse.metrics import delta_m
 from mtlcourse.models import BACKBONES, MODELS
@@ -104,6 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as error:
         print(f"{PROG}: error: {one_line(error)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130  # the shell's code for a command stopped by Ctrl-C
     return 0
 
 
@@ -189,10 +193,12 @@ def experiment_options() -> argparse.ArgumentParser:
     model = options.add_argument_group("model")
     model.add_argument("--model", choices=list(MODELS), default="hard_sharing", help="the architecture")
     model.add_argument("--backbone", choices=list(BACKBONES), default="small_cnn", help="the shared network")
-    widths = {
-        name: p["width"].default for name, cls in BACKBONES.items() if "width" in (p := parameters(cls))
-    }
-    model.add_argument("--width", type=whole(1), help=f"channels of the first stage (default: {widths})")
+    widths = [
+        f"{n} {p['width'].default}" for n, cls in BACKBONES.items() if "width" in (p := parameters(cls))
+    ]
+    model.add_argument(
+        "--width", type=whole(1), help=f"channels of the first stage (default: {', '.join(widths)})"
+    )
     training = options.add_argument_group("training")
     training.add_argument("--epochs", type=whole(1), default=10, help="passes over the training data")
     training.add_argument("--batch-size", type=whole(1), default=64, help="images per step")
@@ -262,7 +268,8 @@ def positive(text: str) -> float:
 def experiment_config(args: argparse.Namespace, method: str | None) -> dict[str, Any]:
     """The plain configuration of a run from the command line: data, model and training budget."""
     cls = DATASETS[args.dataset]
-    shared = {"--image-size": ("image_size", args.image_size), "--root": ("root", args.root)}
+    root = None if args.root is None else str(Path(args.root).expanduser().resolve())  # for any folder
+    shared = {"--image-size": ("image_size", args.image_size), "--root": ("root", root)}
     shared = dataset_options(cls, args.dataset, shared)
     sizes = dataset_options(cls, args.dataset, {"--num-images": ("num_images", args.num_images)})
     eval_sizes = dataset_options(
@@ -487,8 +494,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
 def run_info(args: argparse.Namespace) -> None:
     """``info``: versions, devices, the data folder and the datasets' files."""
-    from mtlcourse import __version__  # here: mtlcourse/__init__.py does not import this module
-    from mtlcourse.data.files import ENV_VAR, data_root
+    from mtlcourse import __version__  # here, not at the top: mtlcourse/__init__.py imports the package
 
     print(f"mtlcourse {__version__} ({Path(__file__).parent})")
     print(f"python {platform.python_version()}, torch {torch.__version__}")

@@ -110,3 +110,17 @@ def test_missing_foreign_and_unsafe_files_are_refused(tmp_path):
         pickle.dump({"format": "mtlcourse-checkpoint", "payload": Fraction(1, 3)}, file, protocol=2)
     with pytest.raises(ValueError, match="weights_only=True"):
         load_checkpoint(tmp_path / "unsafe.pt")
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_architecture_is_rebuilt_from_its_checkpoint(name, tmp_path):
+    tasks = [Task("shape", "multiclass", 4), Task("size", "regression", 1)]
+    seed_everything(0)
+    model = MODELS[name](SmallCNN(width=4), tasks).eval()
+    config = {"model": name, "backbone": "small_cnn", "backbone_options": {"width": 4}}
+    again, _ = load_checkpoint(save_checkpoint(tmp_path / "checkpoint.pt", model, config))
+    images = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        expected, got = model(images), again(images)
+    assert type(again) is type(model)
+    assert all(torch.equal(expected[task], got[task]) for task in expected)
