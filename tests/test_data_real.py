@@ -101,7 +101,7 @@ def write_celeba(root: Path, count: int = 30, seed: int = 0) -> Path:
     codes = [0 if i < count * 0.6 else 1 if i < count * 0.8 else 2 for i in range(count)]
     (folder / "list_eval_partition.txt").write_text("".join(f"{n} {c}\n" for n, c in zip(names, codes)))
     for i, (name, row) in enumerate(zip(names, values)):
-        pixels = np.full((218, 178, 3), 100 + i, dtype=np.uint8)  # every image its own grey
+        pixels = np.full((218, 178, 3), 100 + i % 100, dtype=np.uint8)  # neighbours differ in grey
         pixels[:20] = (255, 0, 0)  # the rows that the central square crop removes
         pixels[-20:] = (0, 0, 255)
         pixels[60:120, 40:140] = (0, 200, 0) if row[31] == 1 else (200, 200, 200)  # "Smiling" shows

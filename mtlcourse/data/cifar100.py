@@ -27,8 +27,10 @@ from mtlcourse.data.files import (
 from mtlcourse.tasks import Task, select_tasks
 from mtlcourse.utils import get_device
 
-#: Images drawn for each split when neither ``num_images`` nor ``full=True`` is given: a CPU-sized subset
-#: (100 training images per fine class on average; an epoch of ``SmallCNN(width=16)`` takes seconds).
+#: Images drawn for each split when neither ``num_images`` nor ``full=True`` is given: a CPU-sized subset,
+#: 100 training images per fine class on average, the sizes of
+#: :class:`~mtlcourse.data.mnist_pairs.MultiMNIST` (an epoch of ``SmallCNN(width=16)`` takes tens of
+#: seconds on one CPU thread; pass ``num_images`` for less).
 DEFAULT_NUM_IMAGES = {"train": 10_000, "val": 2_000, "test": 2_000}
 
 #: The validation split is the last tenth of the training file (its last 5,000 images), the same for every

@@ -204,7 +204,10 @@ def prepared(
         root: the data folder; the cache lives in ``<root>/mtlcourse-cache/``.
         dataset: the dataset's name, for the messages and (in lower case) the cache file's name.
         params: every argument that changes the tensors.
-        folder, files, how, verify: as for :func:`check_files`.
+        folder: where the files belong.
+        files: each file's path relative to ``folder`` and its MD5, as for :func:`check_files`.
+        how: how to get the files (a call or a URL), for the messages.
+        verify: check the MD5s before building.
         cache: read and write the cache; ``False`` always builds and writes nothing.
     """
     check_files(folder, files, dataset, how, verify=False)

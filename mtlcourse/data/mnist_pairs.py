@@ -28,8 +28,10 @@ from mtlcourse.data.files import (
 from mtlcourse.tasks import Task, select_tasks
 from mtlcourse.utils import get_device
 
-#: Images drawn for each split when neither ``num_images`` nor ``full=True`` is given: a CPU-sized subset
-#: (an epoch of ``SmallCNN(width=16)`` over 10,000 28x28 images takes seconds on two cores).
+#: Images drawn for each split when neither ``num_images`` nor ``full=True`` is given: a CPU-sized subset.
+#: Measured on one thread of a busy 2-core machine: building 10,000 pairs takes 2 s (0.07 s from the
+#: cache) and an epoch of ``SmallCNN(width=16)`` over them about 20 s; 2,000 test images give each accuracy
+#: a standard error under 1.2 points. A chapter with a one-minute budget passes a smaller ``num_images``.
 DEFAULT_NUM_IMAGES = {"train": 10_000, "val": 2_000, "test": 2_000}
 
 #: The validation split is the last sixth of the training file (the last 10,000 of MNIST's 60,000 images),
