@@ -94,8 +94,8 @@ def check_files(
         listing = "\n".join(f"  {folder / name}" for name in missing)
         raise MissingDataError(
             f"{dataset}: {len(missing)} file(s) missing, expected at\n{listing}\n"
-            f"Get them with {how}; or copy them there by hand (or point root= or ${ENV_VAR} to the folder "
-            "that holds them)."
+            f"Get them with {how}; if you have them elsewhere, pass the data folder above them (same layout) "
+            f"as root= or set ${ENV_VAR} to it."
         )
     if not verify:
         return
