@@ -330,10 +330,21 @@ def make_split(config: dict[str, Any], split: str, root: str | None = None) -> D
 
 
 def make_splits(config: dict[str, Any]) -> dict[str, Dataset]:
-    """The three splits; fills ``config["tasks"]`` with the dataset's task names when it is ``None``."""
+    """The three splits of the data that ``config`` describes.
+
+    The dataset's defaults that were used are written into ``config``: the task names, and the number of
+    images and the image size where the dataset takes them, so that the configuration rebuilds the same
+    data even if a default of the package changes.
+    """
     train = make_split(config, "train")
     config["tasks"] = list(train.tasks)
-    return {"train": train, "val": make_split(config, "val"), "test": make_split(config, "test")}
+    splits = {"train": train, "val": make_split(config, "val"), "test": make_split(config, "test")}
+    taken = parameters(DATASETS[config["dataset"]])
+    if "num_images" in taken:
+        config["num_images"] = {split: {"num_images": len(data)} for split, data in splits.items()}
+    if "image_size" in taken:
+        config["dataset_options"] = {**config["dataset_options"], "image_size": int(train[0][0].shape[-1])}
+    return splits
 
 
 def model_config(config: dict[str, Any], data: Dataset) -> dict[str, Any]:

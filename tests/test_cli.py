@@ -84,6 +84,8 @@ def test_train_writes_its_files_and_prints_each_tasks_metrics(trained):
     assert set(metrics["test"]) == {"shape", "color"} and 0 <= metrics["test"]["shape"]["accuracy"] <= 1
     config = json.loads((out / "config.json").read_text())
     assert config["method"] == "upgrad" and config["tasks"] == ["shape", "color"]
+    sizes = {split: config["num_images"][split]["num_images"] for split in ("train", "val", "test")}
+    assert sizes == {"train": 64, "val": 32, "test": 32} and config["dataset_options"] == {"image_size": 16}
     assert config["provenance"]["command"].startswith("python -m mtlcourse train --dataset multishapes")
     assert json.loads((out / "history.json").read_text())["tasks"] == ["shape", "color"]
 
