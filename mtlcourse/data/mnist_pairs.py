@@ -151,6 +151,8 @@ class OverlappingPairs(TensorMultiTaskDataset):
 
     Shape:
         images ``[N, 1, S, S]`` in ``[0, 1]``; ``left`` and ``right`` ``[N]``.
+
+    Used in chapter 13.
     """
 
     #: The folder of the source under ``root``, as torchvision names it; set by each subclass.
@@ -176,6 +178,8 @@ class OverlappingPairs(TensorMultiTaskDataset):
         cache: bool = True,
         device: str | torch.device | None = None,
     ) -> None:
+        if self.source not in MD5:
+            raise TypeError(f"{type(self).__name__} names no source; use MultiMNIST or MultiFashion")
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         number = check_size_arguments(split, num_images, full, DEFAULT_NUM_IMAGES)
