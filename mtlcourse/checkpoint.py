@@ -6,8 +6,8 @@ only plain Python values (dicts, lists, strings, numbers) and tensors, so it loa
 execute anything when it is opened. The tasks are stored as plain dicts and rebuilt as
 :class:`~mtlcourse.tasks.Task` objects on loading.
 
-The configuration names the architecture (a key of :data:`mtlcourse.models.MODELS`) and the backbone (a key
-of :data:`mtlcourse.models.BACKBONES`) with their options, so a checkpoint rebuilds its own model. Loading
+The configuration names the architecture (a key of ``mtlcourse.models.MODELS``) and the backbone (a key
+of ``mtlcourse.models.BACKBONES``) with their options, so a checkpoint rebuilds its own model. Loading
 into a model that was built differently (other tasks, another architecture, another backbone or width) is
 refused with a ``ValueError`` that names both sides, instead of PyTorch's list of missing keys.
 

@@ -1,7 +1,7 @@
 r"""The command line, ``python -m mtlcourse``: ``info``, ``train``, ``evaluate`` and ``bench``.
 
-Every command is a thin layer over the package: the datasets of :data:`mtlcourse.data.DATASETS`, the
-architectures and backbones of :data:`mtlcourse.models.MODELS` and :data:`~mtlcourse.models.BACKBONES`, the
+Every command is a thin layer over the package: the datasets of ``mtlcourse.data.DATASETS``, the
+architectures and backbones of ``mtlcourse.models.MODELS`` and ``BACKBONES``, the
 methods of :data:`mtlcourse.methods.METHODS`, :func:`~mtlcourse.train.fit` and
 :func:`~mtlcourse.train.evaluate`, and the checkpoints of :mod:`mtlcourse.checkpoint`. The dicts are read when
 the command runs, so a dataset, model or method added to them is on the command line at once.
@@ -609,12 +609,13 @@ def benchmark_table(rows: list[dict[str, Any]], tasks: dict[str, Task]) -> list[
     :math:`\Delta_m` is 0 for every seed.
 
     Args:
-        rows: :func:`result_rows` of every run, single-task networks included.
+        rows: one dict per split, task and metric of every run (``method``, ``seed``, ``split``, ``task``,
+            ``metric``, ``value``: the rows of ``results.csv``), single-task networks included.
         tasks: the tasks, for their primary metric and its direction.
 
     Returns:
-        One dict per method: ``method``, ``tasks`` (task name to a :class:`~mtlcourse.stats.Interval`) and
-        ``delta_m`` (an interval, in percent).
+        The table's rows, one dict per method with the keys ``method``, ``tasks`` (task name to a
+        :class:`~mtlcourse.stats.Interval`) and ``delta_m`` (an interval, in percent).
 
     Example:
         >>> tasks = {"a": Task("a", "multiclass", 2), "b": Task("b", "regression", 1)}
@@ -676,4 +677,4 @@ def markdown_table(
     return "\n".join(lines) + "\n\n" + note
 
 
-__all__ = ["benchmark_table", "build_parser", "format_metrics", "main"]
+__all__ = ["benchmark_table", "format_metrics", "main"]
