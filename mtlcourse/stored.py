@@ -35,14 +35,15 @@ RESULTS_DIR = Path(__file__).parent / "results"
 
 
 def git_commit() -> str:
-    """The commit of the checkout this package runs from, ``"+ uncommitted changes"`` if any, else ``"unknown"``."""
+    """The commit of the checkout this package runs from, and ``"+ uncommitted changes"`` if the package's files
+    differ from it; ``"unknown"`` outside a git checkout."""
     here = Path(__file__).parent
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True, timeout=10
         ).stdout.strip()
         changes = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "."],  # the package's files only
             cwd=here,
             capture_output=True,
             text=True,
