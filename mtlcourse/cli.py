@@ -190,6 +190,11 @@ def experiment_options() -> argparse.ArgumentParser:
     data.add_argument("--image-size", type=whole(1), help="image side in pixels (default: the dataset's)")
     data.add_argument("--data-seed", type=whole(0), default=0, help="the data's seed, the same for every run")
     data.add_argument("--root", help="the data folder of datasets with files (default: $MTLCOURSE_DATA)")
+    data.add_argument(
+        "--download",
+        action="store_true",
+        help="download the dataset's files if they are missing (needs a network)",
+    )
     model = options.add_argument_group("model")
     model.add_argument("--model", choices=list(MODELS), default="hard_sharing", help="the architecture")
     model.add_argument("--backbone", choices=list(BACKBONES), default="small_cnn", help="the shared network")
@@ -269,7 +274,9 @@ def experiment_config(args: argparse.Namespace, method: str | None) -> dict[str,
     """The plain configuration of a run from the command line: data, model and training budget."""
     cls = DATASETS[args.dataset]
     root = None if args.root is None else str(Path(args.root).expanduser().resolve())  # for any folder
+    download = True if args.download else None  # None: not set, so a dataset without files is not asked
     shared = {"--image-size": ("image_size", args.image_size), "--root": ("root", root)}
+    shared |= {"--download": ("download", download)}
     shared = dataset_options(cls, args.dataset, shared)
     sizes = dataset_options(cls, args.dataset, {"--num-images": ("num_images", args.num_images)})
     eval_sizes = dataset_options(

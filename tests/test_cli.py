@@ -140,6 +140,8 @@ def test_an_option_the_dataset_does_not_take_exits_1_naming_it(tmp_path, capsys)
     assert not (tmp_path / "x").exists(), "a failed run must leave no folder behind"
     assert main(["train", "--backbone", "resnet18", "--width", "8"]) == 1
     assert "does not take --width" in one_error_line(capsys)
+    assert main(["train", "--dataset", "multishapes", "--download", "--out", str(tmp_path / "y")]) == 1
+    assert "dataset 'multishapes' does not take --download" in one_error_line(capsys)
 
 
 def test_missing_data_exits_1_with_one_line(tmp_path, capsys):
