@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mtlcourse.data.base import SPLITS, TensorMultiTaskDataset, corrupt_labels, stream_seed
+from mtlcourse.data.base import TensorMultiTaskDataset, corrupt_labels, stream_seed
 from mtlcourse.data.files import (
-    check_size_arguments,
+    check_loader_arguments,
     choose,
     data_root,
     download_or_fail,
@@ -150,13 +150,7 @@ class CIFAR100(TensorMultiTaskDataset):
         cache: bool = True,
         device: str | torch.device | None = None,
     ) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        number = check_size_arguments(split, num_images, full, DEFAULT_NUM_IMAGES)
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
-            raise ValueError(f"image_size must be an integer of at least 8, got {image_size!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        number = check_loader_arguments(split, num_images, full, image_size, seed, DEFAULT_NUM_IMAGES)
         select_tasks(TASKS, tasks)  # an unknown task name fails before any file is read
         device = get_device(device)
         root = data_root(root)

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mtlcourse.data.base import SPLITS
+
 #: The environment variable that names the data folder when no ``root`` is given.
 ENV_VAR = "MTLCOURSE_DATA"
 
@@ -243,11 +245,24 @@ def choose(pool: int, num_images: int | None, generator: torch.Generator, datase
     return torch.randperm(pool, generator=generator)[:num_images].sort().values  # [num_images]
 
 
-def check_size_arguments(
-    split: str, num_images: int | None, full: bool, defaults: dict[str, int]
+def check_loader_arguments(
+    split: str, num_images: int | None, full: bool, image_size: int, seed: int, defaults: dict[str, int]
 ) -> int | None:
-    """The number of images to draw: ``None`` (every image) for ``full=True``, else ``num_images`` or the
-    default of ``split``; raise ``ValueError`` for a non-positive number or for both ``full`` and a number."""
+    """Check the arguments every real-dataset loader takes; return the number of images to draw.
+
+    Returns:
+        ``None`` (every image) for ``full=True``, else ``num_images`` or the default of ``split``.
+
+    Raises:
+        ValueError: an unknown split, a non-positive number of images, both ``full`` and a number, an image
+            size below 8 or a negative seed; the message names the argument.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
+        raise ValueError(f"image_size must be an integer of at least 8, got {image_size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if full:
         if num_images is not None:
             raise ValueError(f"pass num_images or full=True, not both (got num_images={num_images})")

@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from mtlcourse.data.base import SPLITS, TensorMultiTaskDataset, corrupt_labels, stream_seed
+from mtlcourse.data.base import TensorMultiTaskDataset, corrupt_labels, stream_seed
 from mtlcourse.data.files import (
     CorruptDataError,
-    check_size_arguments,
+    check_loader_arguments,
     choose,
     data_root,
     download_or_fail,
@@ -180,13 +180,7 @@ class OverlappingPairs(TensorMultiTaskDataset):
     ) -> None:
         if self.source not in MD5:
             raise TypeError(f"{type(self).__name__} names no source; use MultiMNIST or MultiFashion")
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        number = check_size_arguments(split, num_images, full, DEFAULT_NUM_IMAGES)
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
-            raise ValueError(f"image_size must be an integer of at least 8, got {image_size!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        number = check_loader_arguments(split, num_images, full, image_size, seed, DEFAULT_NUM_IMAGES)
         all_tasks = make_tasks(self.class_names, self.item)
         chosen = select_tasks(all_tasks, tasks)
         device = get_device(device)
