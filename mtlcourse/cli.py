@@ -11,7 +11,8 @@ the command runs, so a dataset, model or method added to them is on the command 
   ``history.csv``, ``metrics.json``, ``config.json`` (with the provenance) and ``checkpoint.pt`` into ``--out``.
 - ``evaluate``: a checkpoint on a split of the data it was trained on, rebuilt from its configuration.
 - ``bench``: methods × seeds, plus one single-task network per task and seed with the same budget, to
-  ``results.csv`` and ``table.md``: each task's mean ± 95% t-interval over seeds and
+  ``results.csv`` (validation and test metrics of each run's selected epoch), ``curves.csv`` (each run's
+  learning curves, :func:`curve_rows`) and ``table.md``: each task's mean ± 95% t-interval over seeds and
   :math:`\Delta_m` (:func:`mtlcourse.metrics.delta_m`) against the single-task networks, best first.
 
 The data are the same for every seed (``--data-seed``); ``--seed`` and ``--seeds`` fix the initial weights
@@ -554,7 +555,8 @@ def files_status(cls: type[Dataset], root: Path) -> str:
 
 
 def run_bench(args: argparse.Namespace) -> None:
-    """``bench``: every method × seed and the single-task networks, to ``results.csv`` and ``table.md``."""
+    """``bench``: every method × seed and the single-task networks, to ``results.csv``, ``curves.csv``,
+    ``table.md`` and ``config.json``."""
     device = get_device(args.device)
     config = experiment_config(args, None)
     out = check_out(args.out or f"runs/bench-{args.dataset}-{'-'.join(args.methods)}", args.force)
@@ -563,7 +565,7 @@ def run_bench(args: argparse.Namespace) -> None:
     config = model_config(config, splits["train"])
     tasks = {name: splits["train"].tasks[name] for name in config["tasks"]}
     runs = [(BASELINE_NAME, seed) for seed in args.seeds] + [(m, s) for s in args.seeds for m in args.methods]
-    rows = []
+    rows, curves = [], []
     with tqdm(
         total=len(args.seeds) * len(tasks) + len(args.seeds) * len(args.methods),
         desc="bench",
@@ -573,18 +575,20 @@ def run_bench(args: argparse.Namespace) -> None:
         for method, seed in runs:
             for run_tasks, run_config in bench_configs(config, method, list(tasks)):
                 bar.set_postfix_str(f"{method} {'+'.join(run_tasks)} seed {seed}")
-                _, _, metrics = train_run(run_config, splits, seed, device, progress=False)
+                _, history, metrics = train_run(run_config, splits, seed, device, progress=False)
                 rows += result_rows(method, seed, metrics)
+                curves += curve_rows(method, seed, history)
                 bar.update()
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "results.csv", rows)
+    write_csv(out / "curves.csv", curves)
     table = benchmark_table(rows, tasks)
     (out / "table.md").write_text(markdown_table(table, tasks, args.seeds, origin))
     write_json(
         out / "config.json", {**config, "methods": args.methods, "seeds": args.seeds, "provenance": origin}
     )
     print(markdown_table(table, tasks, args.seeds, origin), end="")
-    print(f"wrote results.csv, table.md and config.json to {out}")
+    print(f"wrote results.csv, curves.csv, table.md and config.json to {out}")
 
 
 def bench_configs(
@@ -594,6 +598,27 @@ def bench_configs(
     if method != BASELINE_NAME:
         return [(tasks, {**config, "method": method})]
     return [([task], {**config, **BASELINE, "model_options": {}, "tasks": [task]}) for task in tasks]
+
+
+def curve_rows(method: str, seed: int, history: History) -> list[dict[str, Any]]:
+    """The learning curves of one run of ``bench``: :func:`history_rows` with the run's name and selection.
+
+    Each row is one epoch and task, prefixed with ``method``, ``seed`` and ``run`` (the run's tasks joined by
+    ``+``: a single-task network has one), and followed by ``selected`` (whether this is the epoch the run
+    kept, the lowest summed validation loss) and ``seconds`` (that epoch's training time).
+    """
+    run = "+".join(history.tasks)
+    return [
+        {
+            "method": method,
+            "seed": seed,
+            "run": run,
+            **row,
+            "selected": row["epoch"] == history.best_epoch,
+            "seconds": history.epoch_time[row["epoch"]],
+        }
+        for row in history_rows(history)
+    ]
 
 
 def result_rows(
@@ -684,4 +709,4 @@ def markdown_table(
     return "\n".join(lines) + "\n\n" + note
 
 
-__all__ = ["benchmark_table", "format_metrics", "main"]
+__all__ = ["benchmark_table", "curve_rows", "format_metrics", "main"]

@@ -173,6 +173,31 @@ def test_bench_writes_rows_and_a_sorted_table_where_single_task_has_delta_m_zero
     assert delta[BASELINE_NAME] == 0.0 and f"| {BASELINE_NAME} |" in table
     assert "python -m mtlcourse bench" in table  # the provenance
     assert table in capsys.readouterr().out
+    with open(out / "curves.csv") as file:
+        curves = list(csv.DictReader(file))
+    expected_runs = {(m, s, "shape+color") for m in ("equal", "upgrad") for s in ("0", "1")}
+    expected_runs |= {(BASELINE_NAME, s, t) for s in ("0", "1") for t in ("shape", "color")}
+    assert {(r["method"], r["seed"], r["run"]) for r in curves} == expected_runs
+    assert {r["epoch"] for r in curves} == {"0"}  # one epoch (TINY), numbered from 0
+    assert all(r["selected"] == "True" and float(r["seconds"]) > 0 for r in curves)
+    assert all(0 <= float(r["val_accuracy"]) <= 1 for r in curves)  # both tasks are classes
+
+
+def test_bench_curves_mark_the_selected_epoch_of_each_run(tmp_path):
+    out = tmp_path / "bench"
+    argv = ["bench", "--tasks", "shape", "size", "--methods", "equal", "--seeds", "0", *TINY]
+    assert main([*argv, "--epochs", "3", "--out", str(out)]) == 0  # the last --epochs wins
+    with open(out / "curves.csv") as file:
+        curves = list(csv.DictReader(file))
+    runs = {(r["method"], r["run"]) for r in curves}
+    assert runs == {("equal", "shape+size"), (BASELINE_NAME, "shape"), (BASELINE_NAME, "size")}
+    for method, run in runs:
+        rows = [r for r in curves if (r["method"], r["run"]) == (method, run)]
+        assert len(rows) == 3 * len(run.split("+"))  # epochs x tasks of the run
+        selected = {r["epoch"] for r in rows if r["selected"] == "True"}
+        assert len(selected) == 1, (method, run)  # one kept epoch, the same for every task of the run
+    size_rows = [r for r in curves if r["task"] == "size"]
+    assert all(r["val_mae"] and not r.get("val_accuracy") for r in size_rows)  # regression metrics
 
 
 def test_benchmark_table_pairs_seeds_and_orients_each_metric():
