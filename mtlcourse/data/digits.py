@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtlcourse.data.base import SPLITS, TensorMultiTaskDataset, corrupt_labels
+from mtlcourse.data.base import SPLITS, TensorMultiTaskDataset, corrupt_labels, stream_seed
+from mtlcourse.data.files import choose
 from mtlcourse.tasks import Task, select_tasks
 from mtlcourse.utils import get_device
 
@@ -50,10 +51,12 @@ class MultiDigits(TensorMultiTaskDataset):
     with the digit.
 
     The splits hold 60%, 20% and 20% of every digit class (1,078, 359 and 360 images), drawn with a
-    generator seeded by ``seed``: the three splits of one seed never share an image.
+    generator seeded by ``seed``: the three splits of one seed never share an image. ``num_images`` draws a
+    smaller set at random from the split (seeded by ``seed`` too), as the real datasets' ``num_images`` does.
 
     Args:
         split: ``"train"``, ``"val"`` or ``"test"``.
+        num_images: images drawn at random, without replacement, from the split; ``None`` keeps all of it.
         image_size: side of the square greyscale images, at least 8 (the original size).
         tasks: names of the tasks to keep, in order; ``None`` keeps all four.
         seed: non-negative integer that fixes the split and the label controls.
@@ -78,6 +81,7 @@ class MultiDigits(TensorMultiTaskDataset):
     def __init__(
         self,
         split: str = "train",
+        num_images: int | None = None,
         image_size: int = 16,
         tasks: Sequence[str] | None = None,
         seed: int = 0,
@@ -91,10 +95,17 @@ class MultiDigits(TensorMultiTaskDataset):
             raise ValueError(f"image_size must be an integer of at least 8, got {image_size!r}")
         if not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        if num_images is not None and (
+            isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1
+        ):
+            raise ValueError(f"num_images must be a positive integer or None, got {num_images!r}")
         chosen = select_tasks(TASKS, tasks)
         device = get_device(device)
         images, digits = load_digits_tensors()  # [1797, 1, 8, 8], [1797]
         index = split_indices(digits, seed)[split]  # [n]
+        if num_images is not None:
+            generator = torch.Generator().manual_seed(stream_seed(seed, split, 0))
+            index = index[choose(len(index), num_images, generator, "MultiDigits")]  # [num_images]
         images = upsample(images[index], image_size)  # [n, 1, S, S]
         targets = digit_targets(images, digits[index])
         targets = {name: targets[name] for name in chosen}

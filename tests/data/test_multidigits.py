@@ -76,3 +76,17 @@ def test_arguments_out_of_range_are_refused_by_name():
         MultiDigits(image_size=4)
     with pytest.raises(ValueError, match=r"unknown task\(s\) \['odd'\]; valid task names are"):
         MultiDigits(tasks=["odd"])
+
+
+def test_num_images_draws_a_seeded_subset_of_the_split(splits):
+    small = MultiDigits("train", num_images=300, seed=0)
+    assert len(small) == 300 and len(MultiDigits("val", num_images=300, seed=0)) == 300
+    assert torch.equal(small.images, MultiDigits("train", num_images=300, seed=0).images)
+    # every image of the subset is an image of the whole split (rows compared as flattened pixels)
+    whole = splits["train"].images.flatten(1)  # [1078, 256]
+    assert (torch.cdist(small.images.flatten(1), whole).min(dim=1).values == 0).all()
+    assert not torch.equal(small.images, MultiDigits("train", num_images=300, seed=1).images)
+    with pytest.raises(ValueError, match="has only 1078 images"):
+        MultiDigits("train", num_images=2000)
+    with pytest.raises(ValueError, match="num_images must be a positive integer"):
+        MultiDigits("train", num_images=0)
