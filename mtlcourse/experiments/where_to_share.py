@@ -114,9 +114,10 @@ def train_run(
         device: where to train.
 
     Returns:
-        ``{"tasks", "seed", "scores": {task: test primary metric}, "params", "val_curves": {task: [per epoch]},
-        "best_val": {task: value at the selected epoch}, "train_loss"`` and ``"val_loss": {task: [per epoch]},
-        "seconds"}``.
+        A dict: ``tasks`` and ``seed``; ``scores``, each task's test primary metric; ``params``, the number of
+        parameters; ``val_curves``, each task's validation primary metric per epoch; ``best_val``, its value at
+        the selected epoch; ``train_loss`` and ``val_loss``, each task's losses per epoch; ``seconds``, the
+        training time.
     """
     tasks = list(tasks)
     train, val, test = (splits[split].select(tasks) for split in ("train", "val", "test"))
