@@ -133,10 +133,10 @@ def test_bad_arguments_print_the_usage_and_exit_2(argv, capsys):
 
 
 def test_an_option_the_dataset_does_not_take_exits_1_naming_it(tmp_path, capsys):
-    name = next(n for n, cls in DATASETS.items() if "num_images" not in inspect.signature(cls).parameters)
-    assert main(["train", "--dataset", name, "--num-images", "64", "--out", str(tmp_path / "x")]) == 1
+    name = next(n for n, cls in DATASETS.items() if "root" not in inspect.signature(cls).parameters)
+    assert main(["train", "--dataset", name, "--root", str(tmp_path), "--out", str(tmp_path / "x")]) == 1
     line = one_error_line(capsys)
-    assert f"dataset {name!r} does not take --num-images" in line
+    assert f"dataset {name!r} does not take --root" in line
     assert not (tmp_path / "x").exists(), "a failed run must leave no folder behind"
     assert main(["train", "--backbone", "resnet18", "--width", "8"]) == 1
     assert "does not take --width" in one_error_line(capsys)
