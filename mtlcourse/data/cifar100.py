@@ -50,7 +50,7 @@ MD5 = {
 #: The archive's address (torchvision's, the one Krizhevsky's page gives).
 URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 
-#: What the archive's pickles may contain: NumPy arrays and plain Python values; anything else is refused.
+#: What the archive's pickles may contain, NumPy arrays and plain Python values; anything else is refused.
 #: (``_codecs.encode`` is how Python 3 writes bytes in the Python 2 pickle protocol; it only encodes text.)
 SAFE_GLOBALS = {
     ("_codecs", "encode"),

@@ -44,7 +44,7 @@ CANVAS = 36
 #: Offset, in pixels down and right, of the right item on the canvas (the left item sits at 0).
 SHIFT = 6
 
-#: The image size of the paper: the 36x36 canvas resized to 28x28 by nearest-neighbour sampling.
+#: The image size of the paper, whose 36x36 canvas is resized to 28x28 by nearest-neighbour sampling.
 PAPER_SIZE = 28
 
 #: The four files of MNIST and FashionMNIST, with the MD5s torchvision lists for them.

@@ -44,8 +44,10 @@ from mtlcourse.stored import RESULTS_DIR, provenance, save_results
 from mtlcourse.train import evaluate, fit
 from mtlcourse.utils import count_parameters, seed_everything
 
-#: The tasks, and the two pairs of chapter 02: shape with a related task and with an unrelated one.
+#: The MultiShapes tasks of the experiment.
 TASKS = ["shape", "attributes", "background"]
+
+#: The two pairs of chapter 02, ``shape`` with a related task and with an unrelated one.
 PAIRS = {"related": ["shape", "attributes"], "unrelated": ["shape", "background"]}
 
 #: The size of the experiment. ``"cpu"`` is chapter 02's data and learning rate with twice its epochs: with
@@ -59,7 +61,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
 }
 BATCH_SIZE = 64
 
-#: The architectures trained on each pair: name -> (``build(backbone, tasks)``, branch point or ``None``).
+#: The architectures trained on each pair, name -> (``build(backbone, tasks)``, branch point or ``None``).
 #: The branch point k counts the shared stages: 0 is separate networks, 3 (every stage) hard sharing.
 ARCHITECTURES: dict[str, tuple[Callable[..., MultiTaskModel], int | None]] = {
     "branched k=1": (functools.partial(BranchedNetwork, branch_point=1), 1),
@@ -114,7 +116,7 @@ def train_run(
         device: where to train.
 
     Returns:
-        A dict: ``tasks`` and ``seed``; ``scores``, each task's test primary metric; ``params``, the number of
+        A dict with ``tasks`` and ``seed``; ``scores``, each task's test primary metric; ``params``, the number of
         parameters; ``val_curves``, each task's validation primary metric per epoch; ``best_val``, its value at
         the selected epoch; ``train_loss`` and ``val_loss``, each task's losses per epoch; ``seconds``, the
         training time.
