@@ -601,7 +601,7 @@ def bench_configs(
 
 
 def curve_rows(method: str, seed: int, history: History) -> list[dict[str, Any]]:
-    """The learning curves of one run of ``bench``: :func:`history_rows` with the run's name and selection.
+    """The learning curves of one run of ``bench``: the rows of ``history.csv`` with the run's name and selection.
 
     Each row is one epoch and task, prefixed with ``method``, ``seed`` and ``run`` (the run's tasks joined by
     ``+``: a single-task network has one), and followed by ``selected`` (whether this is the epoch the run
